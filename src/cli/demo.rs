@@ -1,0 +1,187 @@
+//! `drover demo`: the whole product on one machine with nothing installed: a simulator
+//! with N REST devices on its own thread, a fleet managing them, a bulk `test.ping`
+//! and `service.status apache`, a summary of each, then `/metrics` until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use drover::config::Config;
+use drover::devsim::{RestSim, RestSimConfig};
+use drover::inventory::Inventory;
+use drover::job::{JobRequest, Outcome, Return, Tgt};
+use drover::run::Daemon;
+
+use super::devsim::FaultArgs;
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Number of simulated devices.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    pub count: usize,
+    /// Where the HTTP API and /metrics listen.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Exit after the summary instead of serving /metrics until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+pub fn main(a: DemoArgs) -> i32 {
+    let sim_cfg = RestSimConfig {
+        count: a.count,
+        faults: a.faults.rates(),
+        ..RestSimConfig::default()
+    };
+    // The simulator stands apart from the fleet: its own thread and runtime, as the
+    // devices would be separate machines.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sim_thread = std::thread::Builder::new()
+        .name("devsim".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match RestSim::start(sim_cfg).await {
+                    Ok(sim) => {
+                        let _ = tx.send(Ok(sim.inventory_toml()));
+                        // Serve until the process exits.
+                        std::future::pending::<()>().await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                    }
+                }
+            });
+        });
+    if let Err(e) = sim_thread {
+        eprintln!("drover demo: {e}");
+        return 70;
+    }
+    let inventory_text = match rx.recv() {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            eprintln!("drover demo: simulator failed: {e}");
+            return 69;
+        }
+        Err(_) => {
+            eprintln!("drover demo: simulator thread died");
+            return 70;
+        }
+    };
+    let inventory = match Inventory::parse(&inventory_text, Path::new("<devsim>")) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("drover demo: {e}");
+            return 70;
+        }
+    };
+    let mut cfg = Config::default();
+    cfg.http.listen = a.listen;
+    cfg.fleet.job_timeout = Duration::from_secs(30);
+    let sys = actix_rt::System::new();
+    sys.block_on(async move {
+        let started = Instant::now();
+        println!(
+            "Starting {} simulated REST devices and a fleet over them...",
+            inventory.len()
+        );
+        let daemon = match Daemon::start(&cfg, inventory).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("drover demo: {e}");
+                return e.exit_code();
+            }
+        };
+        daemon.fleet.settled().await;
+        let reg = &daemon.fleet.registry;
+        println!(
+            "Fleet settled in {:.2?}: {} up, {} down or backing off.",
+            started.elapsed(),
+            reg.count_in(drover::fleet::registry::DeviceState::Up),
+            reg.len() - reg.count_in(drover::fleet::registry::DeviceState::Up)
+        );
+        for (fun, arg) in [
+            ("test.ping", vec![]),
+            ("service.status", vec![serde_json::Value::from("apache")]),
+        ] {
+            let req = JobRequest {
+                tgt: Tgt::Expr("*".into()),
+                tgt_type: Default::default(),
+                fun: fun.into(),
+                arg,
+                kwarg: Default::default(),
+                batch: None,
+                timeout: None,
+                jid: None,
+            };
+            let t0 = Instant::now();
+            match daemon.master.submit(req).await {
+                Ok((record, mut rx)) => {
+                    let mut returns = Vec::with_capacity(record.minions.len());
+                    while let Some(r) = rx.recv().await {
+                        returns.push(r);
+                    }
+                    summary(fun, record.minions.len(), &returns, t0.elapsed());
+                }
+                Err(e) => eprintln!("{fun}: {e}"),
+            }
+        }
+        println!(
+            "\nMetrics: http://{}/metrics   Devices: http://{}/v1/devices",
+            daemon.http_addr, daemon.http_addr
+        );
+        println!(
+            "Try: drover cmd --url http://{} 'rest-000*' test.ping",
+            daemon.http_addr
+        );
+        if a.exit {
+            daemon.stop().await;
+        } else {
+            println!("Serving until Ctrl-C.");
+            daemon.run_until(drover::run::shutdown_signal()).await;
+        }
+        0
+    })
+}
+
+fn summary(fun: &str, targeted: usize, returns: &[Return], wall: Duration) {
+    let trues = returns
+        .iter()
+        .filter(|r| r.ret == serde_json::Value::Bool(true))
+        .count();
+    let failed = returns.iter().filter(|r| !r.success).count();
+    let timeouts = returns
+        .iter()
+        .filter(|r| r.outcome == Outcome::Timeout)
+        .count();
+    let slowest = returns
+        .iter()
+        .filter(|r| r.success)
+        .max_by_key(|r| r.duration_ms);
+    println!(
+        "\n{fun}: {}/{} returned, {} True, {} failed ({} timed out), wall time {:.3?}",
+        returns.len(),
+        targeted,
+        trues,
+        failed,
+        timeouts,
+        wall
+    );
+    if let Some(s) = slowest {
+        println!("  slowest device: {} ({} ms)", s.id, s.duration_ms);
+    }
+}

@@ -1,0 +1,98 @@
+//! `drover devices`: the devices of a running daemon, their state and last error.
+
+use std::path::Path;
+
+use clap::Args;
+use serde_json::Value;
+
+#[derive(Args, Debug)]
+pub struct DevicesArgs {
+    /// Base URL of the daemon's HTTP API.
+    #[arg(long, env = "DROVER_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// File holding the bearer token (or set DROVER_TOKEN).
+    #[arg(long, env = "DROVER_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The bearer token from a file or `DROVER_TOKEN`.
+pub fn token(file: Option<&Path>) -> Result<Option<String>, String> {
+    if let Some(f) = file {
+        return std::fs::read_to_string(f)
+            .map(|s| Some(s.trim().to_owned()))
+            .map_err(|e| format!("token file {}: {e}", f.display()));
+    }
+    Ok(std::env::var("DROVER_TOKEN").ok().filter(|t| !t.is_empty()))
+}
+
+pub fn main(a: DevicesArgs) -> i32 {
+    let token = match token(a.token_file.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("drover devices: {e}");
+            return 2;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("drover devices: {e}");
+            return 2;
+        }
+    };
+    let res: Result<Value, String> = rt.block_on(async {
+        let mut rb =
+            reqwest::Client::new().get(format!("{}/v1/devices", a.url.trim_end_matches('/')));
+        if let Some(t) = &token {
+            rb = rb.bearer_auth(t);
+        }
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", a.url))?;
+        let status = resp.status();
+        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!(
+                "{status}: {}",
+                v.get("error").and_then(Value::as_str).unwrap_or("")
+            ));
+        }
+        Ok(v)
+    });
+    match res {
+        Ok(v) if a.json => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            0
+        }
+        Ok(v) => {
+            println!(
+                "{:<24} {:<12} {:<9} {:<16} {:>8}  LAST ERROR",
+                "ID", "PROXYTYPE", "STATE", "ADDRESS", "RESTARTS"
+            );
+            for d in v.as_array().into_iter().flatten() {
+                let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+                println!(
+                    "{:<24} {:<12} {:<9} {:<16} {:>8}  {}",
+                    s("id"),
+                    s("proxytype"),
+                    s("state"),
+                    s("address"),
+                    d.get("restarts").and_then(Value::as_u64).unwrap_or(0),
+                    s("last_error")
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("drover devices: {e}");
+            2
+        }
+    }
+}

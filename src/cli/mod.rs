@@ -1,0 +1,120 @@
+//! Command-line interface: the subcommands and their wiring. Each subcommand lives in
+//! its own module; this one only parses and dispatches.
+
+mod cmd;
+mod demo;
+mod devices;
+mod devsim;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use drover::config::Config;
+use drover::inventory::Inventory;
+use drover::telemetry;
+
+/// Exit code for a bad config or bad usage (EX_USAGE).
+pub const EXIT_CONFIG: i32 = 64;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "drover",
+    version,
+    about = "One process that proxies thousands of agentless network devices as minions of a master."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon from a config file.
+    Run {
+        #[arg(short, long, default_value = "config/drover.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and its inventory without starting anything.
+    CheckConfig {
+        #[arg(short, long, default_value = "config/drover.toml")]
+        config: PathBuf,
+    },
+    /// Run a function on the devices a target matches (like `salt`).
+    Cmd(cmd::CmdArgs),
+    /// List the devices of a running daemon and their state.
+    Devices(devices::DevicesArgs),
+    /// Serve simulated REST devices on loopback until Ctrl-C.
+    Devsim(devsim::DevsimArgs),
+    /// Simulated devices + a fleet over them + a bulk job, then serve /metrics.
+    Demo(demo::DemoArgs),
+}
+
+pub fn dispatch(cli: Cli) -> i32 {
+    raise_fd_limit();
+    match cli.command {
+        Command::Run { config } => {
+            telemetry::init_tracing("info");
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("drover: {e}");
+                    return EXIT_CONFIG;
+                }
+            };
+            let sys = actix_rt::System::new();
+            match sys.block_on(drover::run::run(cfg, drover::run::shutdown_signal())) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("drover: {e}");
+                    e.exit_code()
+                }
+            }
+        }
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Cmd(a) => cmd::main(a),
+        Command::Devices(a) => devices::main(a),
+        Command::Devsim(a) => {
+            telemetry::init_tracing("info");
+            devsim::main(a)
+        }
+        Command::Demo(a) => {
+            telemetry::init_tracing("warn");
+            demo::main(a)
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> i32 {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drover: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    match Inventory::load(&cfg.inventory_paths()) {
+        Ok(inv) => {
+            println!(
+                "{}: ok, {} device(s) from {} inventory file(s)",
+                path.display(),
+                inv.len(),
+                cfg.inventory.len()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("drover: {e}");
+            EXIT_CONFIG
+        }
+    }
+}
+
+/// Thousands of devices need thousands of sockets; the usual soft limit is 1,024.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "Open-file limit raised."),
+        Err(e) => tracing::warn!(error = %e, "Could not raise the open-file limit."),
+    }
+}

@@ -1,0 +1,349 @@
+//! The daemon configuration: its TOML schema (every table `deny_unknown_fields`,
+//! humantime durations), defaults, and validation that reports every problem at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One problem found in a config or inventory file, naming the file and the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.field,
+                self.message
+            )
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{} problem(s):\n  {}", .0.len(), .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  "))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConfigError::Read { .. } => "read",
+            ConfigError::Parse { .. } => "parse",
+            ConfigError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// The whole daemon configuration (`drover.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Inventory files, relative to the config file's directory.
+    #[serde(default)]
+    pub inventory: Vec<PathBuf>,
+    #[serde(default)]
+    pub fleet: FleetConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub master: MasterConfig,
+    /// Directory the config was read from; inventory paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// Where the config came from, for error messages.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// Global cap on device operations in flight, all jobs together.
+    pub max_in_flight: usize,
+    /// Deadline of a job that does not set its own.
+    #[serde(with = "humantime_serde")]
+    pub job_timeout: Duration,
+    /// Timeout of one request to a device, unless the device sets its own.
+    #[serde(with = "humantime_serde")]
+    pub device_timeout: Duration,
+    /// How often an idle device is pinged.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
+    /// How often grains are fetched again from the device.
+    #[serde(with = "humantime_serde")]
+    pub grains_refresh: Duration,
+    /// Failed health checks or calls in a row before a device is marked down.
+    pub max_consecutive_failures: u32,
+    /// Operations that may wait for one device; more are rejected with an error.
+    pub max_queued_per_device: usize,
+    /// Arbiter threads for device actors; 0 means one per core.
+    pub arbiters: usize,
+    /// Jobs kept for `GET /v1/jobs/<jid>`.
+    pub job_history: usize,
+    pub backoff: BackoffConfig,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            max_in_flight: 512,
+            job_timeout: Duration::from_secs(30),
+            device_timeout: Duration::from_secs(10),
+            health_interval: Duration::from_secs(30),
+            grains_refresh: Duration::from_secs(600),
+            max_consecutive_failures: 3,
+            max_queued_per_device: 32,
+            arbiters: 0,
+            job_history: 256,
+            backoff: BackoffConfig::default(),
+        }
+    }
+}
+
+/// Restart policy of a failed device (kameo's vocabulary, linkerd2-proxy's jitter).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackoffConfig {
+    #[serde(with = "humantime_serde")]
+    pub initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+    /// Share of the delay randomised, 0.0 to 1.0.
+    pub jitter: f64,
+    /// Restarts allowed within `restart_window` before a device is parked as `failed`.
+    pub restart_limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub restart_window: Duration,
+    /// How long a `failed` device stays parked before one more attempt.
+    #[serde(with = "humantime_serde")]
+    pub failed_retry: Duration,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            jitter: 0.2,
+            restart_limit: 20,
+            restart_window: Duration::from_secs(600),
+            failed_retry: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address of the HTTP API and `/metrics`. Loopback by default.
+    pub listen: SocketAddr,
+    /// File holding the bearer token required on `/v1/*`. Required when `listen` is
+    /// not loopback.
+    pub token_file: Option<PathBuf>,
+    /// HTTP worker threads.
+    pub workers: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token_file: None,
+            workers: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MasterKind {
+    /// Jobs come only from the local HTTP API and `drover cmd`.
+    #[default]
+    Local,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MasterConfig {
+    pub kind: MasterKind,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Inventory files are not read here.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Config::parse(&text, path)?;
+        cfg.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        cfg.source = path.to_owned();
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Inventory paths resolved against the config's directory.
+    pub fn inventory_paths(&self) -> Vec<PathBuf> {
+        self.inventory
+            .iter()
+            .map(|p| {
+                if p.is_absolute() {
+                    p.clone()
+                } else {
+                    self.base_dir.join(p)
+                }
+            })
+            .collect()
+    }
+
+    /// Every problem at once, so a user fixes a file in one pass.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut bad = |field: &str, message: String| {
+            out.push(Problem {
+                file: self.source.clone(),
+                field: field.to_owned(),
+                message,
+            })
+        };
+        let f = &self.fleet;
+        if f.max_in_flight == 0 {
+            bad("fleet.max_in_flight", "must be at least 1".into());
+        }
+        if f.job_timeout.is_zero() {
+            bad("fleet.job_timeout", "must be longer than 0s".into());
+        }
+        if f.device_timeout.is_zero() {
+            bad("fleet.device_timeout", "must be longer than 0s".into());
+        }
+        if f.health_interval < Duration::from_millis(100) {
+            bad("fleet.health_interval", "must be at least 100ms".into());
+        }
+        if f.max_consecutive_failures == 0 {
+            bad(
+                "fleet.max_consecutive_failures",
+                "must be at least 1".into(),
+            );
+        }
+        if f.max_queued_per_device == 0 {
+            bad("fleet.max_queued_per_device", "must be at least 1".into());
+        }
+        let b = &f.backoff;
+        if b.initial.is_zero() {
+            bad("fleet.backoff.initial", "must be longer than 0s".into());
+        }
+        if b.max < b.initial {
+            bad(
+                "fleet.backoff.max",
+                "must not be shorter than fleet.backoff.initial".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&b.jitter) {
+            bad("fleet.backoff.jitter", "must be between 0.0 and 1.0".into());
+        }
+        if b.restart_limit == 0 {
+            bad("fleet.backoff.restart_limit", "must be at least 1".into());
+        }
+        if self.http.workers == 0 {
+            bad("http.workers", "must be at least 1".into());
+        }
+        if !self.http.listen.ip().is_loopback() && self.http.token_file.is_none() {
+            bad(
+                "http.token_file",
+                format!(
+                    "required when http.listen ({}) is not a loopback address",
+                    self.http.listen
+                ),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_config_is_valid_with_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.fleet.max_in_flight, 512);
+        assert!(c.http.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_the_file_and_key() {
+        let e = parse("[fleet]\nmax_inflight = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("test.toml"), "{e}");
+        assert!(e.contains("max_inflight"), "{e}");
+    }
+
+    #[test]
+    fn all_problems_reported_at_once() {
+        let e = parse(
+            "[fleet]\nmax_in_flight = 0\nmax_consecutive_failures = 0\n[fleet.backoff]\njitter = 2.0\n[http]\nlisten = \"0.0.0.0:80\"\n",
+        )
+        .unwrap_err();
+        match e {
+            ConfigError::Invalid(p) => {
+                let fields: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
+                assert_eq!(
+                    fields,
+                    [
+                        "fleet.max_in_flight",
+                        "fleet.max_consecutive_failures",
+                        "fleet.backoff.jitter",
+                        "http.token_file"
+                    ]
+                );
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn durations_are_humantime() {
+        let c = parse("[fleet]\njob_timeout = \"1m 30s\"\n").unwrap();
+        assert_eq!(c.fleet.job_timeout, Duration::from_secs(90));
+        assert!(parse("[fleet]\njob_timeout = \"soon\"\n").is_err());
+    }
+}

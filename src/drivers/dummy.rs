@@ -1,0 +1,79 @@
+//! The dummy driver: an in-process device with no network, for tests and for
+//! measuring the fleet's own overhead. Its `behaviour` makes it succeed, fail, hang
+//! or panic on every call after start-up, so supervision can be exercised the way
+//! vector tests its components with mock sources.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Map, Value};
+
+use super::DriverError;
+use crate::inventory::DummyBehaviour;
+
+#[derive(Clone)]
+pub struct DummyDriver {
+    behaviour: DummyBehaviour,
+    services: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+impl DummyDriver {
+    pub fn new(behaviour: DummyBehaviour) -> DummyDriver {
+        let services = [("apache", "running"), ("postgresql", "stopped")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        DummyDriver {
+            behaviour,
+            services: Arc::new(Mutex::new(services)),
+        }
+    }
+
+    /// First contact always works, so the device comes up and the behaviour shows
+    /// on the calls that follow.
+    pub fn info(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("os".into(), json!("DummyOS"));
+        m.insert("kernel".into(), json!("dummy"));
+        m
+    }
+
+    async fn misbehave(&self) -> Result<(), DriverError> {
+        match self.behaviour {
+            DummyBehaviour::Ok => Ok(()),
+            DummyBehaviour::Fail => Err(DriverError::Connect("dummy device set to fail".into())),
+            DummyBehaviour::Hang => std::future::pending().await,
+            DummyBehaviour::Panic => panic!("dummy device set to panic"),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<bool, DriverError> {
+        self.misbehave().await?;
+        Ok(true)
+    }
+
+    pub async fn service(&self, action: &str, name: Option<&str>) -> Result<Value, DriverError> {
+        self.misbehave().await?;
+        let mut s = self
+            .services
+            .lock()
+            .map_err(|_| DriverError::Setup("dummy state poisoned".into()))?;
+        let Some(name) = name else {
+            return Ok(json!(*s));
+        };
+        let known = s.contains_key(name);
+        Ok(match (action, known) {
+            (_, false) => json!({"comment": "not present", "ret": false}),
+            ("start", true) => {
+                s.insert(name.into(), "running".into());
+                json!({"comment": "running", "ret": true})
+            }
+            ("stop", true) => {
+                s.insert(name.into(), "stopped".into());
+                json!({"comment": "stopped", "ret": true})
+            }
+            ("restart", true) => json!({"comment": "restarted", "ret": true}),
+            (_, true) => json!({"comment": s.get(name).cloned().unwrap_or_default(), "ret": true}),
+        })
+    }
+}

@@ -1,0 +1,157 @@
+//! The REST driver: speaks the HTTP/JSON API of Salt's `rest_sample` proxy device
+//! (`/ping`, `/id`, `/info`, `/service/...`, `/package/...`) through the fleet's
+//! pooled async client, with a per-device timeout and a cap on reply size.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::{DriverContext, DriverError, MAX_DEVICE_BODY};
+use crate::inventory::RestConfig;
+
+/// The fleet-wide client settings: keep-alive pools sized for one connection per
+/// device (each device is its own host:port), TLS verification on.
+pub(super) fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(2)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
+}
+
+#[derive(Clone)]
+pub struct RestDriver {
+    client: reqwest::Client,
+    base: url::Url,
+    timeout: Duration,
+}
+
+impl RestDriver {
+    pub fn new(
+        cfg: &RestConfig,
+        timeout: Duration,
+        ctx: &DriverContext,
+    ) -> Result<RestDriver, DriverError> {
+        let client = if let Some(ca) = &cfg.ca_file {
+            // A private CA is per device, so such a device gets its own client.
+            let pem = std::fs::read(ca)
+                .map_err(|e| DriverError::Setup(format!("ca_file {}: {e}", ca.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| DriverError::Setup(format!("ca_file {}: {e}", ca.display())))?;
+            client_builder()
+                .add_root_certificate(cert)
+                .danger_accept_invalid_certs(cfg.insecure)
+                .build()
+                .map_err(|e| DriverError::Setup(e.to_string()))?
+        } else if cfg.insecure {
+            ctx.http_insecure.clone()
+        } else {
+            ctx.http.clone()
+        };
+        Ok(RestDriver {
+            client,
+            base: cfg.url.clone(),
+            timeout,
+        })
+    }
+
+    pub async fn ping(&self) -> Result<bool, DriverError> {
+        let v = self.get(&["ping"]).await?;
+        Ok(v.get("ret").and_then(Value::as_bool).unwrap_or(false))
+    }
+
+    pub async fn info(&self) -> Result<Map<String, Value>, DriverError> {
+        match self.get(&["info"]).await? {
+            Value::Object(m) => Ok(m),
+            other => Err(DriverError::Decode(format!(
+                "/info is not an object but {}",
+                type_name(&other)
+            ))),
+        }
+    }
+
+    /// GET `base/seg1/seg2/...`; each segment is percent-encoded, so a service name
+    /// like `../x` cannot walk out of the API.
+    pub async fn get(&self, segments: &[&str]) -> Result<Value, DriverError> {
+        let mut url = self.base.clone();
+        {
+            let mut p = url
+                .path_segments_mut()
+                .map_err(|_| DriverError::Setup("device URL cannot have a path".into()))?;
+            p.pop_if_empty();
+            for s in segments {
+                p.push(s);
+            }
+        }
+        let resp = self
+            .client
+            .get(url)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.map_err(e))?;
+        let status = resp.status();
+        let body = read_capped(resp).await.map_err(|e| self.map_err(e))?;
+        let Some(body) = body else {
+            return Err(DriverError::TooLarge);
+        };
+        if !status.is_success() {
+            return Err(DriverError::Status(status.as_u16()));
+        }
+        serde_json::from_slice(&body).map_err(|e| DriverError::Decode(e.to_string()))
+    }
+
+    fn map_err(&self, e: reqwest::Error) -> DriverError {
+        if e.is_timeout() {
+            DriverError::Timeout(self.timeout)
+        } else if e.is_body() || e.is_decode() {
+            DriverError::Decode(error_chain(&e))
+        } else {
+            // Connection refused, reset, TLS failure: all say the device is not there.
+            DriverError::Connect(error_chain(&e))
+        }
+    }
+}
+
+/// Reads a body up to [`MAX_DEVICE_BODY`]; `None` when it is larger.
+async fn read_capped(mut resp: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if resp
+        .content_length()
+        .is_some_and(|l| l > MAX_DEVICE_BODY as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > MAX_DEVICE_BODY {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// reqwest's top-level message is generic ("error sending request"); the cause is in
+/// the source chain. URLs never carry credentials (the inventory refuses them).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

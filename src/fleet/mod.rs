@@ -1,0 +1,123 @@
+//! The fleet: supervisor, device actors, dispatcher and the shared registry, started
+//! together on their arbiters by [`Fleet::start`].
+
+pub mod device;
+pub mod dispatcher;
+pub mod registry;
+pub mod supervisor;
+pub mod target;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::config::FleetConfig;
+use crate::drivers::{DriverContext, DriverError};
+use crate::inventory::Inventory;
+use dispatcher::{DispatchError, DispatcherActor, JobHandle, StopAccepting, SubmitJob};
+use registry::{DeviceState, Registry};
+use supervisor::{ApplyInventory, Diff, StopAll, SupervisorActor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("driver set-up: {0}")]
+    Driver(#[from] DriverError),
+    #[error("{0}")]
+    Dispatch(#[from] DispatchError),
+    #[error("fleet actor is gone: {0}")]
+    Mailbox(#[from] MailboxError),
+}
+
+/// Handles to a running fleet. Cheap to clone; every clone talks to the same actors.
+#[derive(Clone)]
+pub struct Fleet {
+    pub registry: Arc<Registry>,
+    pub supervisor: Addr<SupervisorActor>,
+    pub dispatcher: Addr<DispatcherActor>,
+    arbiters: Arc<Arbiters>,
+}
+
+/// The fleet's threads; stopped when the last handle to the fleet is dropped, so a
+/// fleet that is forgotten (a failed test, an aborted start) does not keep
+/// health-checking devices from threads nobody owns.
+struct Arbiters(Vec<Arbiter>);
+
+impl Arbiters {
+    fn stop(&self) {
+        for a in &self.0 {
+            let _ = a.stop();
+        }
+    }
+}
+
+impl Drop for Arbiters {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Fleet {
+    /// Starts the fleet's actors and applies `inventory` (the diff from nothing). Must
+    /// be called inside an actix `System`.
+    pub async fn start(cfg: FleetConfig, inventory: Inventory) -> Result<Fleet, FleetError> {
+        let cfg = Arc::new(cfg);
+        let registry = Registry::new();
+        let drivers = DriverContext::new()?;
+        let n = if cfg.arbiters == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        } else {
+            cfg.arbiters
+        };
+        let device_arbiters: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
+        let handles = device_arbiters.iter().map(|a| a.handle()).collect();
+        // Supervisor and dispatcher share an arbiter of their own, so a busy device
+        // thread never delays admission or restarts.
+        let control = Arbiter::new();
+        let sup_registry = registry.clone();
+        let sup_cfg = cfg.clone();
+        let supervisor = SupervisorActor::start_in_arbiter(&control.handle(), move |_| {
+            SupervisorActor::new(sup_registry, sup_cfg, drivers, handles)
+        });
+        let disp_registry = registry.clone();
+        let disp_cfg = cfg.clone();
+        let dispatcher = DispatcherActor::start_in_arbiter(&control.handle(), move |_| {
+            DispatcherActor::new(disp_registry, disp_cfg)
+        });
+        let mut arbiters = device_arbiters;
+        arbiters.push(control);
+        let fleet = Fleet {
+            registry,
+            supervisor,
+            dispatcher,
+            arbiters: Arc::new(Arbiters(arbiters)),
+        };
+        fleet.apply(inventory).await?;
+        Ok(fleet)
+    }
+
+    /// Replaces the inventory: starts new devices, stops removed ones, restarts
+    /// changed ones. Devices that did not change are not touched.
+    pub async fn apply(&self, inventory: Inventory) -> Result<Diff, FleetError> {
+        Ok(self.supervisor.send(ApplyInventory(inventory)).await?)
+    }
+
+    pub async fn submit(&self, req: crate::job::JobRequest) -> Result<JobHandle, FleetError> {
+        Ok(self.dispatcher.send(SubmitJob(req)).await??)
+    }
+
+    /// Waits until no device is still starting.
+    pub async fn settled(&self) {
+        self.registry
+            .wait_for(|r| r.count_in(DeviceState::Starting) == 0)
+            .await
+    }
+
+    /// Stops taking jobs and stops every device actor.
+    pub async fn shutdown(&self) {
+        let _ = self.dispatcher.send(StopAccepting).await;
+        let _ = self.supervisor.send(StopAll).await;
+        self.arbiters.stop();
+    }
+}

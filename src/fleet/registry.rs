@@ -1,0 +1,323 @@
+//! The shared registry of devices: id → state, grains, address and actor address, in a
+//! `DashMap` written by the supervisor and device actors and read by the dispatcher,
+//! the HTTP API and metrics. It also keeps per-driver state counts (the
+//! `drover_devices` gauge) and wakes anyone waiting for the fleet to change.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use actix::Addr;
+use dashmap::DashMap;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::device::DeviceActor;
+use crate::inventory::DeviceSpec;
+use crate::telemetry;
+
+/// Where a device is in its life cycle (see `fleet::device` for the state machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    Starting,
+    Up,
+    Down,
+    Backoff,
+    Failed,
+}
+
+impl DeviceState {
+    pub const ALL: [DeviceState; 5] = [
+        DeviceState::Starting,
+        DeviceState::Up,
+        DeviceState::Down,
+        DeviceState::Backoff,
+        DeviceState::Failed,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeviceState::Starting => "starting",
+            DeviceState::Up => "up",
+            DeviceState::Down => "down",
+            DeviceState::Backoff => "backoff",
+            DeviceState::Failed => "failed",
+        }
+    }
+
+    /// Jobs to a device in this state get an error at once instead of waiting.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            DeviceState::Down | DeviceState::Backoff | DeviceState::Failed
+        )
+    }
+}
+
+/// One device as the rest of the process sees it.
+pub struct DeviceEntry {
+    pub spec: Arc<DeviceSpec>,
+    pub state: DeviceState,
+    /// Always a JSON object; kept as a `Value` so targeting reads it without copying.
+    pub grains: Arc<Value>,
+    pub address: Option<IpAddr>,
+    pub actor: Option<Addr<DeviceActor>>,
+    pub generation: u64,
+    pub restarts: u64,
+    pub last_error: Option<String>,
+    pub since: SystemTime,
+    /// Operations admitted for this device and not finished (bounded by the
+    /// dispatcher).
+    pub queued: Arc<AtomicUsize>,
+}
+
+/// What `/v1/devices` shows of a device (no secrets: the spec is summarised).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub proxytype: &'static str,
+    pub state: DeviceState,
+    pub address: Option<IpAddr>,
+    pub restarts: u64,
+    pub last_error: Option<String>,
+    pub since_unix: u64,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    devices: DashMap<Arc<str>, DeviceEntry>,
+    counts: Mutex<BTreeMap<(&'static str, DeviceState), i64>>,
+    changed: tokio::sync::Notify,
+    version: std::sync::atomic::AtomicU64,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry::default())
+    }
+
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Inserts or replaces a device (as `Starting`), keeping its restart count.
+    pub fn upsert(&self, spec: Arc<DeviceSpec>, generation: u64, actor: Option<Addr<DeviceActor>>) {
+        let id: Arc<str> = Arc::from(spec.id.as_str());
+        let driver = spec.proxytype();
+        let address = spec.address();
+        let old = self.devices.insert(
+            id.clone(),
+            DeviceEntry {
+                grains: Arc::new(Value::Object(base_grains(&spec, None))),
+                spec,
+                state: DeviceState::Starting,
+                address,
+                actor,
+                generation,
+                restarts: 0,
+                last_error: None,
+                since: SystemTime::now(),
+                queued: Arc::new(AtomicUsize::new(0)),
+            },
+        );
+        if let Some(old) = old {
+            if let Some(mut e) = self.devices.get_mut(&id) {
+                e.restarts = old.restarts;
+            }
+            self.count(old.spec.proxytype(), old.state, -1);
+        }
+        self.count(driver, DeviceState::Starting, 1);
+        self.publish_up(&id, driver, DeviceState::Starting);
+        self.notify();
+    }
+
+    pub fn remove(&self, id: &str) {
+        if let Some((_, old)) = self.devices.remove(id) {
+            self.count(old.spec.proxytype(), old.state, -1);
+            metrics::gauge!(telemetry::DEVICE_UP, "device" => id.to_owned(), "driver" => old.spec.proxytype()).set(0.0);
+            self.notify();
+        }
+    }
+
+    /// Moves a device to `state` if `generation` is still current; stale actors from
+    /// before a reload cannot overwrite their successor.
+    pub fn set_state(&self, id: &str, generation: u64, state: DeviceState, error: Option<String>) {
+        let driver;
+        {
+            let Some(mut e) = self.devices.get_mut(id) else {
+                return;
+            };
+            if e.generation != generation {
+                return;
+            }
+            if e.state == state && error.is_none() {
+                return;
+            }
+            driver = e.spec.proxytype();
+            let old = e.state;
+            e.state = state;
+            e.since = SystemTime::now();
+            if error.is_some() || state == DeviceState::Up {
+                e.last_error = error;
+            }
+            drop(e);
+            self.count(driver, old, -1);
+            self.count(driver, state, 1);
+        }
+        self.publish_up(id, driver, state);
+        self.notify();
+    }
+
+    pub fn set_actor(&self, id: &str, generation: u64, actor: Option<Addr<DeviceActor>>) {
+        if let Some(mut e) = self.devices.get_mut(id) {
+            if e.generation == generation {
+                e.actor = actor;
+            }
+        }
+    }
+
+    pub fn set_grains(&self, id: &str, generation: u64, grains: Arc<Value>) {
+        if let Some(mut e) = self.devices.get_mut(id) {
+            if e.generation == generation {
+                e.grains = grains;
+            }
+        }
+    }
+
+    pub fn add_restart(&self, id: &str) {
+        if let Some(mut e) = self.devices.get_mut(id) {
+            e.restarts += 1;
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<dashmap::mapref::one::Ref<'_, Arc<str>, DeviceEntry>> {
+        self.devices.get(id)
+    }
+
+    pub fn iter(&self) -> dashmap::iter::Iter<'_, Arc<str>, DeviceEntry> {
+        self.devices.iter()
+    }
+
+    pub fn state(&self, id: &str) -> Option<DeviceState> {
+        self.devices.get(id).map(|e| e.state)
+    }
+
+    /// Devices per state, all drivers together.
+    pub fn state_counts(&self) -> BTreeMap<DeviceState, i64> {
+        let mut out = BTreeMap::new();
+        if let Ok(c) = self.counts.lock() {
+            for ((_, s), n) in c.iter() {
+                *out.entry(*s).or_insert(0) += n;
+            }
+        }
+        out
+    }
+
+    pub fn count_in(&self, state: DeviceState) -> usize {
+        self.state_counts().get(&state).copied().unwrap_or(0).max(0) as usize
+    }
+
+    pub fn views(&self) -> Vec<DeviceView> {
+        let mut v: Vec<DeviceView> = self
+            .devices
+            .iter()
+            .map(|e| DeviceView {
+                id: e.key().to_string(),
+                proxytype: e.spec.proxytype(),
+                state: e.state,
+                address: e.address,
+                restarts: e.restarts,
+                last_error: e.last_error.clone(),
+                since_unix: e
+                    .since
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            })
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Waits until `pred` holds for the registry; woken by every change, so callers
+    /// (tests, the demo, readiness) await an event instead of polling on a timer.
+    pub async fn wait_for(&self, mut pred: impl FnMut(&Registry) -> bool) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if pred(self) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// How many changes the registry has seen; cheap change detection.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn notify(&self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    fn count(&self, driver: &'static str, state: DeviceState, delta: i64) {
+        let n = {
+            let Ok(mut c) = self.counts.lock() else {
+                return;
+            };
+            let n = c.entry((driver, state)).or_insert(0);
+            *n += delta;
+            *n
+        };
+        metrics::gauge!(telemetry::DEVICES, "driver" => driver, "state" => state.as_str())
+            .set(n as f64);
+    }
+
+    fn publish_up(&self, id: &str, driver: &'static str, state: DeviceState) {
+        let up = if state == DeviceState::Up { 1.0 } else { 0.0 };
+        metrics::gauge!(telemetry::DEVICE_UP, "device" => id.to_owned(), "driver" => driver)
+            .set(up);
+    }
+}
+
+/// Grains every device has, then what the device reported, then the inventory's
+/// static grains (which win, so an operator can correct a device).
+pub fn base_grains(spec: &DeviceSpec, reported: Option<&Map<String, Value>>) -> Map<String, Value> {
+    let mut g = Map::new();
+    g.insert("id".into(), Value::String(spec.id.clone()));
+    g.insert("proxytype".into(), Value::String(spec.proxytype().into()));
+    g.insert("os_family".into(), Value::String("proxy".into()));
+    g.insert("kernel".into(), Value::String("proxy".into()));
+    g.insert("os".into(), Value::String(spec.proxytype().into()));
+    g.insert(
+        "drover_version".into(),
+        Value::String(env!("CARGO_PKG_VERSION").into()),
+    );
+    if let Some(a) = spec.address() {
+        let key = if a.is_ipv4() { "ipv4" } else { "ipv6" };
+        g.insert(key.into(), Value::Array(vec![Value::String(a.to_string())]));
+        g.insert("host".into(), Value::String(a.to_string()));
+    }
+    if let Some(r) = reported {
+        for (k, v) in r {
+            g.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in &spec.grains {
+        g.insert(k.clone(), v.clone());
+    }
+    // The id is the minion's identity; a device cannot rename itself.
+    g.insert("id".into(), Value::String(spec.id.clone()));
+    g
+}

@@ -1,0 +1,15 @@
+//! Drover: one process that proxies thousands of agentless network devices (REST,
+//! later SNMP and Open vSwitch) as minions of a master. See `ARCHITECTURE.md` for the
+//! path of one job.
+
+pub mod config;
+pub mod devsim;
+pub mod drivers;
+pub mod fleet;
+pub mod functions;
+pub mod http;
+pub mod inventory;
+pub mod job;
+pub mod master;
+pub mod run;
+pub mod telemetry;

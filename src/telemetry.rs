@@ -1,0 +1,168 @@
+//! Metric names, their registration with the Prometheus exporter, process gauges, and
+//! tracing set-up. Every other module records through the `metrics` macros using the
+//! names defined here, so the set of series lives in one place.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const DEVICES: &str = "drover_devices";
+pub const DEVICE_UP: &str = "drover_device_up";
+pub const DEVICE_RESTARTS: &str = "drover_device_restarts_total";
+pub const DEVICE_OP_DURATION: &str = "drover_device_op_duration_seconds";
+pub const DEVICE_OP_ERRORS: &str = "drover_device_op_errors_total";
+pub const DEVICE_PANICS: &str = "drover_device_panics_total";
+pub const JOBS: &str = "drover_jobs_total";
+pub const JOB_DURATION: &str = "drover_job_duration_seconds";
+pub const DEVICE_RETURNS: &str = "drover_device_returns_total";
+pub const DISPATCH_ADMITTED: &str = "drover_dispatch_admitted_total";
+pub const DISPATCH_COMPLETED: &str = "drover_dispatch_completed_total";
+pub const DISPATCH_REJECTED: &str = "drover_dispatch_rejected_total";
+pub const MASTER_CONNECTED: &str = "drover_master_connected";
+pub const MASTER_MESSAGES: &str = "drover_master_messages_total";
+pub const MASTER_REJECTED: &str = "drover_master_rejected_total";
+pub const HTTP_REQUESTS: &str = "drover_http_requests_total";
+pub const PROCESS_RSS: &str = "drover_process_resident_memory_bytes";
+pub const PROCESS_CPU: &str = "drover_process_cpu_seconds_total";
+pub const PROCESS_FDS: &str = "drover_process_open_fds";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process and returns its handle. Later
+/// calls (tests start several fleets in one process) get the same handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0, 60.0,
+                ])
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; then our handle
+            // renders nothing, which the /metrics test would catch.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("A metrics recorder was already installed.");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_gauge!(DEVICES, "Devices per driver and state.");
+    describe_gauge!(DEVICE_UP, "1 when the device is up, 0 otherwise.");
+    describe_counter!(DEVICE_RESTARTS, "Device actor restarts, by reason.");
+    describe_histogram!(
+        DEVICE_OP_DURATION,
+        Unit::Seconds,
+        "Duration of one device operation."
+    );
+    describe_counter!(DEVICE_OP_ERRORS, "Failed device operations, by error kind.");
+    describe_counter!(DEVICE_PANICS, "Panics caught at the device actor boundary.");
+    describe_counter!(JOBS, "Jobs finished, by function and outcome.");
+    describe_histogram!(
+        JOB_DURATION,
+        Unit::Seconds,
+        "Wall time of a job, first admission to last return."
+    );
+    describe_counter!(DEVICE_RETURNS, "Per-device returns, by outcome.");
+    describe_counter!(
+        DISPATCH_ADMITTED,
+        "Device operations admitted under the in-flight cap."
+    );
+    describe_counter!(
+        DISPATCH_COMPLETED,
+        "Device operations finished (in flight = admitted - completed)."
+    );
+    describe_counter!(
+        DISPATCH_REJECTED,
+        "Device operations refused before running, by reason."
+    );
+    describe_gauge!(MASTER_CONNECTED, "1 while the master link is connected.");
+    describe_counter!(MASTER_MESSAGES, "Messages to and from masters.");
+    describe_counter!(MASTER_REJECTED, "Master messages rejected, by reason.");
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP API requests, by route and status class."
+    );
+    describe_gauge!(
+        PROCESS_RSS,
+        Unit::Bytes,
+        "Resident set size of the process."
+    );
+    describe_gauge!(PROCESS_CPU, Unit::Seconds, "CPU time used by the process.");
+    describe_gauge!(PROCESS_FDS, "Open file descriptors of the process.");
+}
+
+/// Reads the process's RSS, CPU time and open descriptors from /proc and sets the
+/// gauges; called on each scrape so the figures are current.
+pub fn update_process_metrics() {
+    if let Some(s) = ProcessStats::read() {
+        metrics::gauge!(PROCESS_RSS).set(s.rss_bytes as f64);
+        metrics::gauge!(PROCESS_CPU).set(s.cpu_seconds);
+        metrics::gauge!(PROCESS_FDS).set(s.open_fds as f64);
+    }
+}
+
+/// A snapshot of this process's resource use, from /proc (Linux only).
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessStats {
+    pub rss_bytes: u64,
+    pub cpu_seconds: f64,
+    pub open_fds: u64,
+}
+
+impl ProcessStats {
+    pub fn read() -> Option<ProcessStats> {
+        Self::read_pid("self")
+    }
+
+    pub fn read_pid(pid: &str) -> Option<ProcessStats> {
+        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which may contain spaces, closed by ')'.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = f.get(11)?.parse().ok()?;
+        let stime: f64 = f.get(12)?.parse().ok()?;
+        let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count() as u64)
+            .unwrap_or(0);
+        // Linux reports ticks of 1/100 s and 4 KiB pages on every platform we run.
+        Some(ProcessStats {
+            rss_bytes: pages * 4096,
+            cpu_seconds: (utime + stime) / 100.0,
+            open_fds,
+        })
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), optionally as JSON lines.
+pub fn init_tracing(default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_stats_are_read() {
+        let s = ProcessStats::read().unwrap();
+        assert!(s.rss_bytes > 0);
+        assert!(s.open_fds > 0);
+    }
+}

@@ -1,0 +1,233 @@
+//! Every function against simulated `rest_sample` devices, with Salt's return shapes.
+
+use serde_json::{json, Value};
+
+use drover::job::Outcome;
+
+use crate::support::*;
+
+#[actix_rt::test]
+async fn test_and_grains_functions() {
+    let sim = sim(2);
+    let fleet = start_fleet(fast_fleet(), sim.inventory()).await;
+    let id = "rest-0001";
+
+    assert_eq!(one(&fleet, id, "test.ping", vec![]).await.ret, json!(true));
+    assert_eq!(
+        one(&fleet, id, "test.echo", vec![json!("hello")]).await.ret,
+        json!("hello")
+    );
+    assert_eq!(
+        one(&fleet, id, "test.echo", vec![json!(42)]).await.ret,
+        json!("42")
+    );
+    let v = one(&fleet, id, "test.version", vec![]).await;
+    assert!(v.ret.as_str().is_some_and(|s| !s.is_empty()), "{v:?}");
+    assert_eq!(
+        one(&fleet, id, "test.sleep", vec![json!(0.05)]).await.ret,
+        json!(true)
+    );
+    let bad_sleep = one(&fleet, id, "test.sleep", vec![json!("forever")]).await;
+    assert!(!bad_sleep.success);
+
+    let items = one(&fleet, id, "grains.items", vec![]).await.ret;
+    assert_eq!(items["id"], json!(id));
+    assert_eq!(items["proxytype"], json!("rest_sample"));
+    assert_eq!(items["os"], json!("RestExampleOS"));
+    assert_eq!(items["os_family"], json!("proxy"));
+    assert_eq!(items["kernel"], json!("0.0000001"));
+    assert_eq!(items["housecat"], json!("Are you kidding?"));
+    assert_eq!(items["ipv4"], json!(["127.0.0.1"]));
+
+    assert_eq!(
+        one(&fleet, id, "grains.get", vec![json!("os")]).await.ret,
+        json!("RestExampleOS")
+    );
+    assert_eq!(
+        one(&fleet, id, "grains.get", vec![json!("nope")]).await.ret,
+        json!("")
+    );
+    assert_eq!(
+        one(
+            &fleet,
+            id,
+            "grains.get",
+            vec![json!("nope"), json!("fallback")]
+        )
+        .await
+        .ret,
+        json!("fallback")
+    );
+    assert_eq!(
+        one(&fleet, id, "grains.get", vec![json!("ipv4:0")])
+            .await
+            .ret,
+        json!("127.0.0.1")
+    );
+    assert_eq!(
+        one(
+            &fleet,
+            id,
+            "grains.item",
+            vec![json!("os"), json!("kernel")]
+        )
+        .await
+        .ret,
+        json!({"os": "RestExampleOS", "kernel": "0.0000001"})
+    );
+    let ls = one(&fleet, id, "grains.ls", vec![]).await.ret;
+    let keys: Vec<&str> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted);
+    assert!(keys.contains(&"os") && keys.contains(&"id"));
+
+    let funs = one(&fleet, id, "sys.list_functions", vec![]).await.ret;
+    let funs: Vec<&str> = funs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for f in [
+        "test.ping",
+        "grains.items",
+        "service.status",
+        "pkg.install",
+        "sys.list_functions",
+    ] {
+        assert!(funs.contains(&f), "{f} missing from {funs:?}");
+    }
+    let test_only = one(&fleet, id, "sys.list_functions", vec![json!("test")])
+        .await
+        .ret;
+    assert_eq!(
+        test_only,
+        json!(["test.echo", "test.ping", "test.sleep", "test.version"])
+    );
+}
+
+#[actix_rt::test]
+async fn service_and_pkg_functions_change_device_state() {
+    let sim = sim(2);
+    let fleet = start_fleet(fast_fleet(), sim.inventory()).await;
+    let id = "rest-0002";
+    let s = &sim.sim;
+
+    let list = one(&fleet, id, "service.list", vec![]).await.ret;
+    assert_eq!(list["apache"], json!("running"));
+    assert_eq!(list["postgresql"], json!("stopped"));
+    assert_eq!(
+        one(&fleet, id, "service.status", vec![json!("apache")])
+            .await
+            .ret,
+        json!(true)
+    );
+    assert_eq!(
+        one(&fleet, id, "service.status", vec![json!("postgresql")])
+            .await
+            .ret,
+        json!(false)
+    );
+    assert_eq!(
+        one(&fleet, id, "service.status", vec![json!("nosuch")])
+            .await
+            .ret,
+        Value::Null
+    );
+
+    let started = one(&fleet, id, "service.start", vec![json!("postgresql")]).await;
+    assert_eq!(started.ret, json!({"comment": "running", "ret": true}));
+    assert_eq!(
+        s.service_state(id, "postgresql").as_deref(),
+        Some("running")
+    );
+    assert_eq!(
+        one(&fleet, id, "service.status", vec![json!("postgresql")])
+            .await
+            .ret,
+        json!(true)
+    );
+    let stopped = one(&fleet, id, "service.stop", vec![json!("apache")]).await;
+    assert_eq!(stopped.ret["comment"], json!("stopped"));
+    assert_eq!(s.service_state(id, "apache").as_deref(), Some("stopped"));
+    assert_eq!(
+        s.service_state("rest-0001", "apache").as_deref(),
+        Some("running"),
+        "other devices untouched"
+    );
+    let restarted = one(&fleet, id, "service.restart", vec![json!("redbull")]).await;
+    assert_eq!(restarted.ret["ret"], json!(true));
+
+    let pkgs = one(&fleet, id, "pkg.list_pkgs", vec![]).await.ret;
+    assert_eq!(pkgs["apache"], json!("2.4"));
+    assert_eq!(pkgs["coreutils"], json!("1.0"));
+
+    let mut req = request(id, "pkg.install", vec![json!("vim")]);
+    req.tgt_type = drover::fleet::target::TargetType::List;
+    req.kwarg.insert("version".into(), json!("9.1"));
+    let (_, rets) = run_job(&fleet, req).await;
+    assert_eq!(rets[0].ret["ret"], json!(true), "{rets:?}");
+    assert_eq!(s.package_version(id, "vim").as_deref(), Some("9.1"));
+    assert_eq!(
+        one(&fleet, id, "pkg.version", vec![json!("vim")]).await.ret,
+        json!("9.1")
+    );
+    assert_eq!(
+        one(
+            &fleet,
+            id,
+            "pkg.version",
+            vec![json!("vim"), json!("apache"), json!("nosuch")]
+        )
+        .await
+        .ret,
+        json!({"vim": "9.1", "apache": "2.4", "nosuch": ""})
+    );
+    let installed_default = one(&fleet, id, "pkg.install", vec![json!("tmux")]).await;
+    assert!(installed_default.success);
+    assert_eq!(s.package_version(id, "tmux").as_deref(), Some("1.0"));
+    let removed = one(&fleet, id, "pkg.remove", vec![json!("vim")]).await;
+    assert_eq!(removed.ret["ret"], json!(true));
+    assert_eq!(s.package_version(id, "vim"), None);
+    assert_eq!(
+        one(&fleet, id, "pkg.version", vec![json!("vim")]).await.ret,
+        json!("")
+    );
+}
+
+#[actix_rt::test]
+async fn unknown_functions_and_bad_arguments_are_errors_for_that_device() {
+    let sim = sim(1);
+    let fleet = start_fleet(fast_fleet(), sim.inventory()).await;
+    let id = "rest-0001";
+
+    let r = one(&fleet, id, "foo.bar", vec![]).await;
+    assert_eq!(r.ret, json!("'foo.bar' is not available."));
+    assert!(!r.success);
+    assert_ne!(r.retcode, 0);
+    assert_eq!(r.outcome, Outcome::Failed);
+
+    let r = one(&fleet, id, "service.status", vec![]).await;
+    assert!(!r.success);
+    assert!(
+        r.ret
+            .as_str()
+            .unwrap()
+            .contains("missing 1 required positional argument: 'name'"),
+        "{r:?}"
+    );
+
+    // A name that tries to walk out of the API is sent percent-encoded.
+    let r = one(&fleet, id, "service.status", vec![json!("../../ping")]).await;
+    assert_eq!(r.ret, Value::Null, "{r:?}");
+
+    // Bad arguments do not count against the device's health.
+    assert_eq!(one(&fleet, id, "test.ping", vec![]).await.ret, json!(true));
+    assert_eq!(fleet.registry.get(id).unwrap().restarts, 0);
+}

@@ -1,0 +1,7 @@
+//! Integration tests, one binary (ripgrep's layout) to keep link times down.
+
+mod api;
+mod config_files;
+mod fleet;
+mod functions;
+mod support;
