@@ -93,6 +93,9 @@ pub struct FleetConfig {
     /// How often grains are fetched again from the device.
     #[serde(with = "humantime_serde")]
     pub grains_refresh: Duration,
+    /// Start-up contacts and health checks in flight, all devices together; kept
+    /// apart from `max_in_flight` so background work never waits behind jobs.
+    pub max_background: usize,
     /// Failed health checks or calls in a row before a device is marked down.
     pub max_consecutive_failures: u32,
     /// Operations that may wait for one device; more are rejected with an error.
@@ -112,6 +115,7 @@ impl Default for FleetConfig {
             device_timeout: Duration::from_secs(10),
             health_interval: Duration::from_secs(30),
             grains_refresh: Duration::from_secs(600),
+            max_background: 256,
             max_consecutive_failures: 3,
             max_queued_per_device: 32,
             arbiters: 0,
@@ -251,6 +255,9 @@ impl Config {
         }
         if f.health_interval < Duration::from_millis(100) {
             bad("fleet.health_interval", "must be at least 100ms".into());
+        }
+        if f.max_background == 0 {
+            bad("fleet.max_background", "must be at least 1".into());
         }
         if f.max_consecutive_failures == 0 {
             bad(

@@ -115,7 +115,7 @@ pub fn main(a: CmdArgs) -> i32 {
     let progress = !a.no_progress && std::io::stderr().is_terminal();
     match rt.block_on(submit(&a.url, token.as_deref(), &req, progress)) {
         Ok(result) => {
-            print!("{}", output::render(&result.returns, a.out));
+            out!("{}", output::render(&result.returns, a.out));
             for id in &result.missing {
                 eprintln!("{id}: Minion did not return. [No response]");
             }

@@ -95,7 +95,7 @@ pub fn main(a: DemoArgs) -> i32 {
     let sys = actix_rt::System::new();
     sys.block_on(async move {
         let started = Instant::now();
-        println!(
+        outln!(
             "Starting {} simulated REST devices and a fleet over them...",
             inventory.len()
         );
@@ -108,7 +108,7 @@ pub fn main(a: DemoArgs) -> i32 {
         };
         daemon.fleet.settled().await;
         let reg = &daemon.fleet.registry;
-        println!(
+        outln!(
             "Fleet settled in {:.2?}: {} up, {} down or backing off.",
             started.elapsed(),
             reg.count_in(drover::fleet::registry::DeviceState::Up),
@@ -140,18 +140,19 @@ pub fn main(a: DemoArgs) -> i32 {
                 Err(e) => eprintln!("{fun}: {e}"),
             }
         }
-        println!(
+        outln!(
             "\nMetrics: http://{}/metrics   Devices: http://{}/v1/devices",
-            daemon.http_addr, daemon.http_addr
+            daemon.http_addr,
+            daemon.http_addr
         );
-        println!(
+        outln!(
             "Try: drover cmd --url http://{} 'rest-000*' test.ping",
             daemon.http_addr
         );
         if a.exit {
             daemon.stop().await;
         } else {
-            println!("Serving until Ctrl-C.");
+            outln!("Serving until Ctrl-C.");
             daemon.run_until(drover::run::shutdown_signal()).await;
         }
         0
@@ -172,7 +173,7 @@ fn summary(fun: &str, targeted: usize, returns: &[Return], wall: Duration) {
         .iter()
         .filter(|r| r.success)
         .max_by_key(|r| r.duration_ms);
-    println!(
+    outln!(
         "\n{fun}: {}/{} returned, {} True, {} failed ({} timed out), wall time {:.3?}",
         returns.len(),
         targeted,
@@ -182,6 +183,6 @@ fn summary(fun: &str, targeted: usize, returns: &[Return], wall: Duration) {
         wall
     );
     if let Some(s) = slowest {
-        println!("  slowest device: {} ({} ms)", s.id, s.duration_ms);
+        outln!("  slowest device: {} ({} ms)", s.id, s.duration_ms);
     }
 }

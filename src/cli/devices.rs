@@ -68,17 +68,21 @@ pub fn main(a: DevicesArgs) -> i32 {
     });
     match res {
         Ok(v) if a.json => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             0
         }
         Ok(v) => {
-            println!(
+            outln!(
                 "{:<24} {:<12} {:<9} {:<16} {:>8}  LAST ERROR",
-                "ID", "PROXYTYPE", "STATE", "ADDRESS", "RESTARTS"
+                "ID",
+                "PROXYTYPE",
+                "STATE",
+                "ADDRESS",
+                "RESTARTS"
             );
             for d in v.as_array().into_iter().flatten() {
                 let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
-                println!(
+                outln!(
                     "{:<24} {:<12} {:<9} {:<16} {:>8}  {}",
                     s("id"),
                     s("proxytype"),

@@ -103,14 +103,14 @@ pub fn main(a: DevsimArgs) -> i32 {
                 eprintln!("drover devsim: {}: {e}", path.display());
                 return 73;
             }
-            println!("inventory written to {}", path.display());
+            outln!("inventory written to {}", path.display());
         }
         let first = sim
             .devices()
             .first()
             .map(|d| d.url.clone())
             .unwrap_or_default();
-        println!(
+        outln!(
             "{} simulated REST devices up (first at {first}); Ctrl-C to stop",
             sim.devices().len()
         );

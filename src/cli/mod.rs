@@ -1,6 +1,17 @@
 //! Command-line interface: the subcommands and their wiring. Each subcommand lives in
 //! its own module; this one only parses and dispatches.
 
+/// `println!` for command output: a closed pipe (`drover devices | head`) ends the
+/// process quietly instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::cli::write_out(format_args!($($t)*), true) };
+}
+
+/// `print!` with the same closed-pipe rule.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::write_out(format_args!($($t)*), false) };
+}
+
 mod cmd;
 mod demo;
 mod devices;
@@ -96,7 +107,7 @@ fn check_config(path: &std::path::Path) -> i32 {
     };
     match Inventory::load(&cfg.inventory_paths()) {
         Ok(inv) => {
-            println!(
+            outln!(
                 "{}: ok, {} device(s) from {} inventory file(s)",
                 path.display(),
                 inv.len(),
@@ -107,6 +118,26 @@ fn check_config(path: &std::path::Path) -> i32 {
         Err(e) => {
             eprintln!("drover: {e}");
             EXIT_CONFIG
+        }
+    }
+}
+
+pub fn write_out(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let res = stdout
+        .write_fmt(args)
+        .and_then(|_| {
+            if newline {
+                stdout.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|_| stdout.flush());
+    if let Err(e) = res {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
         }
     }
 }

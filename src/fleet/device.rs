@@ -30,6 +30,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use futures::FutureExt;
 use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use super::registry::{base_grains, DeviceState, Registry};
@@ -100,6 +101,7 @@ pub struct DeviceActor {
     registry: Arc<Registry>,
     supervisor: Recipient<DeviceExited>,
     cfg: Arc<FleetConfig>,
+    background: Arc<Semaphore>,
     failures: u32,
     exit: Option<ExitReason>,
     up: bool,
@@ -115,6 +117,7 @@ impl DeviceActor {
         registry: Arc<Registry>,
         supervisor: Recipient<DeviceExited>,
         cfg: Arc<FleetConfig>,
+        background: Arc<Semaphore>,
     ) -> DeviceActor {
         DeviceActor {
             id: Arc::from(spec.id.as_str()),
@@ -125,6 +128,7 @@ impl DeviceActor {
             registry,
             supervisor,
             cfg,
+            background,
             failures: 0,
             exit: None,
             up: false,
@@ -196,10 +200,16 @@ impl Actor for DeviceActor {
         // Bounded mailbox: the dispatcher also bounds queued operations per device.
         ctx.set_mailbox_capacity(self.cfg.max_queued_per_device.max(1));
         let driver = self.driver.clone();
+        let background = self.background.clone();
         // `wait` holds the mailbox until first contact is done, so jobs sent while
         // the device is starting run once it is up (or fail once it is down).
         ctx.wait(
-            async move { AssertUnwindSafe(driver.grains()).catch_unwind().await }
+            async move {
+                // Bounded like health checks: 10,000 devices starting together must
+                // not open 10,000 connections at once.
+                let _permit = background.acquire_owned().await.ok();
+                AssertUnwindSafe(driver.grains()).catch_unwind().await
+            }
                 .into_actor(self)
                 .map(|res, act, ctx| match res {
                     Ok(Ok(reported)) => {
@@ -304,7 +314,9 @@ impl Handler<HealthCheck> for DeviceActor {
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }
         let driver = self.driver.clone();
+        let background = self.background.clone();
         let fut = async move {
+            let _permit = background.acquire_owned().await.ok();
             if refresh {
                 driver.grains().await.map(Some)
             } else {

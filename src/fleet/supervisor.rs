@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rand::RngExt;
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use super::device::{DeviceActor, DeviceExited, ExitReason, Stop};
@@ -71,6 +72,7 @@ pub struct SupervisorActor {
     registry: Arc<Registry>,
     cfg: Arc<FleetConfig>,
     drivers: DriverContext,
+    background: Arc<Semaphore>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     devices: HashMap<Arc<str>, Supervised>,
@@ -86,6 +88,7 @@ impl SupervisorActor {
         arbiters: Vec<ArbiterHandle>,
     ) -> SupervisorActor {
         SupervisorActor {
+            background: Arc::new(Semaphore::new(cfg.max_background.max(1))),
             registry,
             cfg,
             drivers,
@@ -121,13 +124,14 @@ impl SupervisorActor {
         let registry = self.registry.clone();
         let cfg = self.cfg.clone();
         let me = ctx.address().recipient();
+        let background = self.background.clone();
         let addr = if self.arbiters.is_empty() {
-            DeviceActor::new(spec, generation, driver, registry, me, cfg).start()
+            DeviceActor::new(spec, generation, driver, registry, me, cfg, background).start()
         } else {
             let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
             self.next_arbiter = self.next_arbiter.wrapping_add(1);
             DeviceActor::start_in_arbiter(arbiter, move |_| {
-                DeviceActor::new(spec, generation, driver, registry, me, cfg)
+                DeviceActor::new(spec, generation, driver, registry, me, cfg, background)
             })
         };
         self.registry.set_actor(id, generation, Some(addr));
