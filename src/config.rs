@@ -62,6 +62,9 @@ pub struct Config {
     /// Inventory files, relative to the config file's directory.
     #[serde(default)]
     pub inventory: Vec<PathBuf>,
+    /// Serve only this shard of the inventory (`"I/N"`); `--shard` overrides it.
+    #[serde(default)]
+    pub shard: Option<crate::inventory::Shard>,
     #[serde(default)]
     pub fleet: FleetConfig,
     #[serde(default)]
@@ -104,6 +107,10 @@ pub struct FleetConfig {
     pub arbiters: usize,
     /// Jobs kept for `GET /v1/jobs/<jid>`.
     pub job_history: usize,
+    /// On SIGTERM, how long running jobs may take to finish before they are cut
+    /// short with error returns.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
     pub backoff: BackoffConfig,
 }
 
@@ -120,6 +127,7 @@ impl Default for FleetConfig {
             max_queued_per_device: 32,
             arbiters: 0,
             job_history: 256,
+            shutdown_grace: Duration::from_secs(30),
             backoff: BackoffConfig::default(),
         }
     }
@@ -216,6 +224,14 @@ impl Config {
             Ok(cfg)
         } else {
             Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The inventory this config names, with its shard, for loading and reloading.
+    pub fn inventory_source(&self) -> crate::inventory::InventorySource {
+        crate::inventory::InventorySource {
+            paths: self.inventory_paths(),
+            shard: self.shard,
         }
     }
 

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use crate::fleet::registry::DeviceState;
 use crate::fleet::FleetError;
 use crate::job::JobRequest;
-use crate::master::local::LocalMaster;
+use crate::master::local::{LocalMaster, ReloadError};
 use crate::telemetry;
 
 /// Largest job request body accepted.
@@ -90,6 +90,7 @@ pub fn serve(
             .route("/v1/jobs", web::post().to(submit_job))
             .route("/v1/jobs/{jid}", web::get().to(get_job))
             .route("/v1/devices", web::get().to(devices))
+            .route("/v1/reload", web::post().to(reload))
             .default_service(web::to(|| async {
                 error_response(StatusCode::NOT_FOUND, "no such route")
             }))
@@ -172,6 +173,20 @@ async fn devices(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
         return error_response(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
     HttpResponse::Ok().json(state.master.fleet().registry.views())
+}
+
+async fn reload(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if !authorized(&req, &state) {
+        return error_response(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    match state.master.reload().await {
+        Ok(diff) => HttpResponse::Ok().json(diff),
+        Err(e @ ReloadError::Inventory(_)) => {
+            error_response(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string())
+        }
+        Err(e @ ReloadError::NoSource) => error_response(StatusCode::CONFLICT, &e.to_string()),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 async fn get_job(

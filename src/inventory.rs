@@ -53,6 +53,7 @@ impl DeviceSpec {
                 _ => None,
             },
             DriverConfig::Dummy(_) => None,
+            DriverConfig::Snmp(s) => Some(s.host),
         }
     }
 
@@ -67,6 +68,58 @@ pub enum DriverConfig {
     Rest(RestConfig),
     /// An in-process device for tests and overhead measurements.
     Dummy(DummyBehaviour),
+    Snmp(SnmpConfig),
+}
+
+/// A string that must never reach logs, metrics or the API: communities, passwords.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// An SNMP agent: where it is and how to authenticate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnmpConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    /// "1", "2c" or "3".
+    pub version: SnmpVersionConfig,
+    pub community: Secret,
+    pub user: Option<SnmpUserConfig>,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnmpVersionConfig {
+    V1,
+    V2c,
+    V3,
+}
+
+/// An SNMPv3 USM user; protocols are checked when the inventory is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnmpUserConfig {
+    pub name: String,
+    /// MD5, SHA, SHA-256 or SHA-512.
+    pub auth_protocol: Option<String>,
+    pub auth_password: Secret,
+    /// DES, AES or AES-256.
+    pub priv_protocol: Option<String>,
+    pub priv_password: Secret,
 }
 
 /// What a dummy device does on every call after start-up.
@@ -85,6 +138,7 @@ impl DriverConfig {
         match self {
             DriverConfig::Rest(_) => "rest_sample",
             DriverConfig::Dummy(_) => "dummy",
+            DriverConfig::Snmp(_) => "snmp",
         }
     }
 }
@@ -104,6 +158,97 @@ pub struct RestConfig {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Inventory {
     pub devices: Vec<Arc<DeviceSpec>>,
+}
+
+/// One shard of a fleet split over several processes: `index` of `count`, `I/N` on
+/// the command line. A device belongs to the shard with the highest rendezvous
+/// score for its id, so going from N to N+1 shards moves only the devices the new
+/// shard wins (about 1/(N+1) of them) and no others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Which of `count` shards owns `id`.
+    pub fn owner(id: &str, count: u32) -> u32 {
+        let h = fnv1a(id.as_bytes());
+        (0..count.max(1))
+            .max_by_key(|j| mix(h ^ (u64::from(*j) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .unwrap_or(0)
+    }
+
+    pub fn owns(&self, id: &str) -> bool {
+        Shard::owner(id, self.count) == self.index
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("shard {s:?}: expected I/N with 0 <= I < N, e.g. 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: u32 = i.trim().parse().map_err(|_| bad())?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl serde::Serialize for Shard {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Shard {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Stable across processes, versions and platforms, unlike std's `DefaultHasher`:
+/// every shard must compute the same owner.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// splitmix64's finaliser: spreads FNV's weak low bits over the whole word.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Where an inventory comes from, so it can be read again on reload.
+#[derive(Debug, Clone, Default)]
+pub struct InventorySource {
+    pub paths: Vec<PathBuf>,
+    pub shard: Option<Shard>,
+}
+
+impl InventorySource {
+    /// Reads every file; any problem rejects the whole inventory.
+    pub fn load(&self) -> Result<Inventory, ConfigError> {
+        let inv = Inventory::load(&self.paths)?;
+        Ok(match self.shard {
+            Some(s) => inv.shard(s),
+            None => inv,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -131,6 +276,16 @@ struct RawDevice {
     insecure: bool,
     ca_file: Option<PathBuf>,
     behaviour: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    version: Option<String>,
+    community: Option<String>,
+    user: Option<String>,
+    auth_protocol: Option<String>,
+    auth_password: Option<String>,
+    priv_protocol: Option<String>,
+    priv_password: Option<String>,
+    retries: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +306,16 @@ struct RawRange {
     insecure: bool,
     ca_file: Option<PathBuf>,
     behaviour: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    version: Option<String>,
+    community: Option<String>,
+    user: Option<String>,
+    auth_protocol: Option<String>,
+    auth_password: Option<String>,
+    priv_protocol: Option<String>,
+    priv_password: Option<String>,
+    retries: Option<u32>,
 }
 
 fn one() -> u64 {
@@ -180,6 +345,12 @@ impl Inventory {
 
     pub fn len(&self) -> usize {
         self.devices.len()
+    }
+
+    /// Keeps only the devices `shard` owns.
+    pub fn shard(mut self, shard: Shard) -> Inventory {
+        self.devices.retain(|d| shard.owns(&d.id));
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -231,6 +402,16 @@ impl Loader {
                 insecure: d.insecure,
                 ca_file: d.ca_file.map(|p| dir.join(p)),
                 behaviour: d.behaviour,
+                host: d.host,
+                port: d.port,
+                version: d.version,
+                community: d.community,
+                user: d.user,
+                auth_protocol: d.auth_protocol,
+                auth_password: d.auth_password,
+                priv_protocol: d.priv_protocol,
+                priv_password: d.priv_password,
+                retries: d.retries,
             };
             self.add(path, &field, d.id, &common);
         }
@@ -309,6 +490,21 @@ impl Loader {
                 insecure: r.insecure,
                 ca_file: r.ca_file.clone(),
                 behaviour: r.behaviour.clone(),
+                host: r
+                    .host
+                    .as_deref()
+                    .map(|h| expand(h, n, port))
+                    .transpose()
+                    .unwrap_or(None),
+                port: port.and_then(|p| u16::try_from(p).ok()).or(r.port),
+                version: r.version.clone(),
+                community: r.community.clone(),
+                user: r.user.clone(),
+                auth_protocol: r.auth_protocol.clone(),
+                auth_password: r.auth_password.clone(),
+                priv_protocol: r.priv_protocol.clone(),
+                priv_password: r.priv_password.clone(),
+                retries: r.retries,
             };
             let before = self.problems.len();
             self.add(path, &format!("{field} (id {id})"), id, &common);
@@ -358,6 +554,13 @@ impl Loader {
                     }
                 }
             }
+            "snmp" => match snmp_config(c) {
+                Ok(cfg) => DriverConfig::Snmp(cfg),
+                Err((key, m)) => {
+                    self.problem(path, &format!("{field}.{key}"), m);
+                    return;
+                }
+            },
             "dummy" => match c.behaviour.as_deref().unwrap_or("ok") {
                 "ok" => DriverConfig::Dummy(DummyBehaviour::Ok),
                 "fail" => DriverConfig::Dummy(DummyBehaviour::Fail),
@@ -376,7 +579,7 @@ impl Loader {
                 self.problem(
                     path,
                     &format!("{field}.proxytype"),
-                    format!("unknown proxytype {other:?} (known: rest, rest_sample, dummy)"),
+                    format!("unknown proxytype {other:?} (known: rest, rest_sample, snmp, dummy)"),
                 );
                 return;
             }
@@ -416,6 +619,89 @@ struct Common {
     insecure: bool,
     ca_file: Option<PathBuf>,
     behaviour: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    version: Option<String>,
+    community: Option<String>,
+    user: Option<String>,
+    auth_protocol: Option<String>,
+    auth_password: Option<String>,
+    priv_protocol: Option<String>,
+    priv_password: Option<String>,
+    retries: Option<u32>,
+}
+
+/// The SNMP settings of one device, or the key that is wrong and why.
+fn snmp_config(c: &Common) -> Result<SnmpConfig, (&'static str, String)> {
+    let host = c
+        .host
+        .as_deref()
+        .ok_or(("host", "required for proxytype snmp".to_owned()))?;
+    let host: IpAddr = host.parse().map_err(|_| {
+        (
+            "host",
+            format!("{host:?} is not an IP address (host names are not resolved yet)"),
+        )
+    })?;
+    let version = match c.version.as_deref().unwrap_or("2c") {
+        "1" => SnmpVersionConfig::V1,
+        "2c" | "2" => SnmpVersionConfig::V2c,
+        "3" => SnmpVersionConfig::V3,
+        other => return Err(("version", format!("{other:?}: use \"1\", \"2c\" or \"3\""))),
+    };
+    let user = if version == SnmpVersionConfig::V3 {
+        let name = c
+            .user
+            .clone()
+            .ok_or(("user", "required for SNMP version 3".to_owned()))?;
+        let auth_protocol = c.auth_protocol.clone();
+        if let Some(p) = &auth_protocol {
+            if !matches!(
+                p.to_ascii_uppercase().as_str(),
+                "MD5" | "SHA" | "SHA1" | "SHA-1" | "SHA-256" | "SHA256" | "SHA-512" | "SHA512"
+            ) {
+                return Err((
+                    "auth_protocol",
+                    format!("{p:?}: use MD5, SHA, SHA-256 or SHA-512"),
+                ));
+            }
+            if c.auth_password.as_deref().is_none_or(|p| p.len() < 8) {
+                return Err(("auth_password", "required, at least 8 characters".into()));
+            }
+        }
+        let priv_protocol = c.priv_protocol.clone();
+        if let Some(p) = &priv_protocol {
+            if auth_protocol.is_none() {
+                return Err(("priv_protocol", "privacy needs an auth_protocol too".into()));
+            }
+            if !matches!(
+                p.to_ascii_uppercase().as_str(),
+                "DES" | "AES" | "AES128" | "AES-128" | "AES256" | "AES-256"
+            ) {
+                return Err(("priv_protocol", format!("{p:?}: use DES, AES or AES-256")));
+            }
+            if c.priv_password.as_deref().is_none_or(|p| p.len() < 8) {
+                return Err(("priv_password", "required, at least 8 characters".into()));
+            }
+        }
+        Some(SnmpUserConfig {
+            name,
+            auth_protocol,
+            auth_password: Secret::new(c.auth_password.clone().unwrap_or_default()),
+            priv_protocol,
+            priv_password: Secret::new(c.priv_password.clone().unwrap_or_default()),
+        })
+    } else {
+        None
+    };
+    Ok(SnmpConfig {
+        host,
+        port: c.port.unwrap_or(161),
+        version,
+        community: Secret::new(c.community.clone().unwrap_or_else(|| "public".into())),
+        user,
+        retries: c.retries.unwrap_or(1).min(10),
+    })
 }
 
 /// Minion ids become file names on a Salt master and topics on the wire: keep them to
@@ -612,6 +898,44 @@ mod tests {
         assert_eq!(inv.len(), 2);
         let missing = Inventory::load(&[dir.path().join("nope.toml")]).unwrap_err();
         assert!(missing.to_string().contains("nope.toml"));
+    }
+
+    #[test]
+    fn shards_partition_evenly_and_move_little_when_one_is_added() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("dev-{i:05}")).collect();
+        let before: Vec<u32> = ids.iter().map(|id| Shard::owner(id, 4)).collect();
+        for s in 0..4 {
+            let n = before.iter().filter(|o| **o == s).count();
+            assert!((2200..2800).contains(&n), "shard {s} has {n} of 10000");
+        }
+        let after: Vec<u32> = ids.iter().map(|id| Shard::owner(id, 5)).collect();
+        let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+        assert!(
+            (1700..2300).contains(&moved),
+            "{moved} moved, expected about 1/5"
+        );
+        assert!(
+            before.iter().zip(&after).all(|(b, a)| b == a || *a == 4),
+            "devices move only to the new shard"
+        );
+        let s: Shard = "1/4".parse().unwrap();
+        assert!(s.owns(ids.iter().zip(&before).find(|(_, o)| **o == 1).unwrap().0));
+        for bad in ["4/4", "1", "a/b", "0/0", "-1/3"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+        // Pinned: shards running different builds must agree on every owner, so
+        // the hash may never change silently.
+        let pinned = [
+            ("rest-0001", 0),
+            ("rest-0002", 0),
+            ("rest-0003", 1),
+            ("rest-0007", 1),
+            ("rest-0008", 2),
+            ("rest-0019", 2),
+        ];
+        for (id, owner) in pinned {
+            assert_eq!(Shard::owner(id, 3), owner, "{id}");
+        }
     }
 
     #[test]

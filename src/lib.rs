@@ -11,5 +11,6 @@ pub mod http;
 pub mod inventory;
 pub mod job;
 pub mod master;
+pub mod pillar;
 pub mod run;
 pub mod telemetry;

@@ -1,16 +1,18 @@
 //! The daemon as a library call: start the fleet, the local master and the HTTP server
-//! from a config and an inventory ([`Daemon::start`]), and stop them in order. `run`
-//! takes a shutdown future so tests and `main` trigger shutdown the same way.
+//! from a config and an inventory ([`Daemon::start`]), reload on SIGHUP, and stop
+//! them in order on shutdown. `run` takes a shutdown future so tests and `main`
+//! trigger shutdown the same way.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::fleet::{Fleet, FleetError};
 use crate::http::{self, HttpError};
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, InventorySource};
 use crate::master::local::LocalMaster;
 use crate::telemetry;
 
@@ -43,11 +45,20 @@ pub struct Daemon {
     pub master: LocalMaster,
     pub http_addr: SocketAddr,
     server: http::Server,
+    grace: Duration,
+    /// Installed at start, before anyone can know the pid: an early SIGHUP must
+    /// reload, not kill the process (SIGHUP's default action).
+    hangup: Hangup,
 }
 
 impl Daemon {
-    /// Starts everything; call inside an actix `System`.
-    pub async fn start(cfg: &Config, inventory: Inventory) -> Result<Daemon, RunError> {
+    /// Starts everything; call inside an actix `System`. `source`, when given, is
+    /// where reloads read the inventory again.
+    pub async fn start(
+        cfg: &Config,
+        inventory: Inventory,
+        source: Option<InventorySource>,
+    ) -> Result<Daemon, RunError> {
         let _ = telemetry::metrics_handle();
         let token = cfg
             .http
@@ -62,9 +73,10 @@ impl Daemon {
                 http::read_token(&p)
             })
             .transpose()?;
+        let hangup = hangup_signal();
         let devices = inventory.len();
         let fleet = Fleet::start(cfg.fleet.clone(), inventory).await?;
-        let master = LocalMaster::new(fleet.clone(), cfg.fleet.job_history);
+        let master = LocalMaster::new(fleet.clone(), cfg.fleet.job_history, source);
         let server = http::serve(cfg.http.listen, cfg.http.workers, token, master.clone())?;
         info!(devices, http = %server.addr, "Drover started.");
         Ok(Daemon {
@@ -72,40 +84,98 @@ impl Daemon {
             master,
             http_addr: server.addr,
             server,
+            grace: cfg.fleet.shutdown_grace,
+            hangup,
         })
     }
 
-    /// Stops taking requests, then stops the fleet.
+    /// Graceful stop: no new jobs, running jobs finish (or are cut short with error
+    /// returns after the grace period), their returns are delivered, then the HTTP
+    /// server closes and the fleet's threads stop.
     pub async fn stop(self) {
-        self.server.handle.stop(true).await;
-        self.fleet.shutdown().await;
-        info!("Drover stopped.");
+        stop_parts(&self.fleet, &self.server.handle, self.grace).await;
     }
 
-    /// Runs until `shutdown` completes (or the HTTP server dies), then stops.
+    /// Runs until `shutdown` completes (or the HTTP server dies), reloading the
+    /// inventory on SIGHUP, then stops gracefully.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         let Daemon {
             fleet,
             master,
-            http_addr,
             server,
+            grace,
+            mut hangup,
+            ..
         } = self;
-        let handle = server.handle.clone();
-        tokio::select! {
-            _ = shutdown => info!("Shutting down."),
-            r = server.task => info!(result = ?r, "HTTP server ended."),
+        let http::Server {
+            handle, mut task, ..
+        } = server;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    info!("Shutting down.");
+                    break;
+                }
+                Some(()) = recv_hangup(&mut hangup) => {
+                    if let Err(e) = master.reload().await {
+                        warn!(error = %e, "Reload on SIGHUP failed.");
+                    }
+                }
+                r = &mut task => {
+                    warn!(result = ?r, "HTTP server ended.");
+                    break;
+                }
+            }
         }
-        handle.stop(true).await;
-        let _ = (master, http_addr);
-        fleet.shutdown().await;
-        info!("Drover stopped.");
+        stop_parts(&fleet, &handle, grace).await;
     }
 }
 
-/// Loads the config and its inventory, runs until `shutdown`.
+/// The fleet first, so running jobs can still stream their returns over HTTP; the
+/// HTTP server (whose job route already answers 503) last.
+async fn stop_parts(fleet: &Fleet, http: &actix_web::dev::ServerHandle, grace: Duration) {
+    fleet.shutdown(grace).await;
+    http.stop(true).await;
+    info!("Drover stopped.");
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
+fn hangup_signal() -> Hangup {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+async fn recv_hangup(h: &mut Hangup) -> Option<()> {
+    #[cfg(unix)]
+    {
+        match h {
+            Some(s) => s.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = h;
+        std::future::pending().await
+    }
+}
+
+/// Loads the config's inventory (its shard only), runs until `shutdown`.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    let inventory = Inventory::load(&cfg.inventory_paths())?;
-    let daemon = Daemon::start(&cfg, inventory).await?;
+    let source = cfg.inventory_source();
+    let inventory = source.load()?;
+    let daemon = Daemon::start(&cfg, inventory, Some(source)).await?;
     daemon.run_until(shutdown).await;
     Ok(())
 }

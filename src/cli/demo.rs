@@ -99,7 +99,7 @@ pub fn main(a: DemoArgs) -> i32 {
             "Starting {} simulated REST devices and a fleet over them...",
             inventory.len()
         );
-        let daemon = match Daemon::start(&cfg, inventory).await {
+        let daemon = match Daemon::start(&cfg, inventory, None).await {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("drover demo: {e}");

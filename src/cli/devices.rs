@@ -16,6 +16,47 @@ pub struct DevicesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Read this inventory file instead of asking a daemon (nothing is started).
+    #[arg(long)]
+    pub inventory: Option<std::path::PathBuf>,
+    /// With --inventory: show the shard of each device, or only shard I of N.
+    #[arg(long)]
+    pub shard: Option<drover::inventory::Shard>,
+}
+
+/// The offline view: which devices an inventory holds and which shard owns each.
+fn offline(path: &Path, shard: Option<drover::inventory::Shard>, json: bool) -> i32 {
+    let inv = match drover::inventory::Inventory::load(&[path.to_owned()]) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("drover devices: {e}");
+            return super::EXIT_CONFIG;
+        }
+    };
+    let rows: Vec<(String, &str, Option<u32>)> = inv
+        .devices
+        .iter()
+        .filter(|d| shard.is_none_or(|s| s.owns(&d.id)))
+        .map(|d| {
+            let owner = shard.map(|s| drover::inventory::Shard::owner(&d.id, s.count));
+            (d.id.clone(), d.proxytype(), owner)
+        })
+        .collect();
+    if json {
+        let v: Vec<Value> = rows
+            .iter()
+            .map(|(id, p, o)| serde_json::json!({"id": id, "proxytype": p, "shard": o}))
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        outln!("{:<32} {:<12} SHARD", "ID", "PROXYTYPE");
+        for (id, p, o) in &rows {
+            let o = o.map(|o| o.to_string()).unwrap_or_else(|| "-".into());
+            outln!("{id:<32} {p:<12} {o}");
+        }
+        eprintln!("{} of {} device(s)", rows.len(), inv.len());
+    }
+    0
 }
 
 /// The bearer token from a file or `DROVER_TOKEN`.
@@ -29,6 +70,9 @@ pub fn token(file: Option<&Path>) -> Result<Option<String>, String> {
 }
 
 pub fn main(a: DevicesArgs) -> i32 {
+    if let Some(path) = &a.inventory {
+        return offline(path, a.shard, a.json);
+    }
     let token = match token(a.token_file.as_deref()) {
         Ok(t) => t,
         Err(e) => {

@@ -46,6 +46,9 @@ pub enum Command {
     Run {
         #[arg(short, long, default_value = "config/drover.toml")]
         config: PathBuf,
+        /// Serve only shard I of N (rendezvous hashing of device ids).
+        #[arg(long, env = "DROVER_SHARD")]
+        shard: Option<drover::inventory::Shard>,
     },
     /// Validate a config file and its inventory without starting anything.
     CheckConfig {
@@ -60,12 +63,23 @@ pub enum Command {
     Devsim(devsim::DevsimArgs),
     /// Simulated devices + a fleet over them + a bulk job, then serve /metrics.
     Demo(demo::DemoArgs),
+    /// Write a Drover inventory from a Salt pillar tree's `proxy:` blocks.
+    ImportPillar {
+        /// The pillar root (holding top.sls).
+        dir: PathBuf,
+        /// Write the inventory here instead of standard output.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Minion ids to expand glob targets of top.sls against (repeatable).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+    },
 }
 
 pub fn dispatch(cli: Cli) -> i32 {
     raise_fd_limit();
     match cli.command {
-        Command::Run { config } => {
+        Command::Run { config, shard } => {
             telemetry::init_tracing("info");
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
@@ -73,6 +87,10 @@ pub fn dispatch(cli: Cli) -> i32 {
                     eprintln!("drover: {e}");
                     return EXIT_CONFIG;
                 }
+            };
+            let cfg = Config {
+                shard: shard.or(cfg.shard),
+                ..cfg
             };
             let sys = actix_rt::System::new();
             match sys.block_on(drover::run::run(cfg, drover::run::shutdown_signal())) {
@@ -90,6 +108,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             telemetry::init_tracing("info");
             devsim::main(a)
         }
+        Command::ImportPillar { dir, out, ids } => import_pillar(&dir, out.as_deref(), &ids),
         Command::Demo(a) => {
             telemetry::init_tracing("warn");
             demo::main(a)
@@ -140,6 +159,30 @@ pub fn write_out(args: std::fmt::Arguments<'_>, newline: bool) {
             std::process::exit(0);
         }
     }
+}
+
+fn import_pillar(dir: &std::path::Path, out: Option<&std::path::Path>, ids: &[String]) -> i32 {
+    let report = match drover::pillar::import_pillar(dir, ids) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("drover import-pillar: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    match out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &report.inventory_toml) {
+                eprintln!("drover import-pillar: {}: {e}", path.display());
+                return 73;
+            }
+            eprintln!("{} device(s) written to {}", report.devices, path.display());
+        }
+        None => out!("{}", report.inventory_toml),
+    }
+    0
 }
 
 /// Thousands of devices need thousands of sockets; the usual soft limit is 1,024.

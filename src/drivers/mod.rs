@@ -4,6 +4,7 @@
 
 pub mod dummy;
 pub mod rest;
+pub mod snmp;
 
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub enum DriverError {
     Unsupported(&'static str),
     #[error("driver set-up failed: {0}")]
     Setup(String),
+    #[error("{0}")]
+    Snmp(#[from] snmp::SnmpError),
 }
 
 impl DriverError {
@@ -43,6 +46,7 @@ impl DriverError {
             DriverError::TooLarge => "too_large",
             DriverError::Unsupported(_) => "unsupported",
             DriverError::Setup(_) => "setup",
+            DriverError::Snmp(e) => e.kind(),
         }
     }
 
@@ -52,6 +56,7 @@ impl DriverError {
         match self {
             DriverError::Status(code) => *code >= 500,
             DriverError::Unsupported(_) => false,
+            DriverError::Snmp(e) => e.is_device_failure(),
             _ => true,
         }
     }
@@ -62,6 +67,7 @@ impl DriverError {
 pub enum Capability {
     Service,
     Pkg,
+    Snmp,
 }
 
 /// Shared, cheap-to-clone resources every driver is built from: one pooled HTTP client
@@ -70,7 +76,13 @@ pub enum Capability {
 pub struct DriverContext {
     http: reqwest::Client,
     http_insecure: reqwest::Client,
+    /// Shared by every SNMP device; opened on first use so REST-only fleets do not
+    /// start its thread.
+    snmp: std::sync::Arc<std::sync::OnceLock<snmp::SnmpTransport>>,
 }
+
+/// UDP sockets shared by all SNMP devices of the fleet.
+const SNMP_SOCKETS: usize = 4;
 
 impl DriverContext {
     pub fn new() -> Result<DriverContext, DriverError> {
@@ -82,7 +94,18 @@ impl DriverContext {
                 .danger_accept_invalid_certs(true)
                 .build()
                 .map_err(|e| DriverError::Setup(e.to_string()))?,
+            snmp: Default::default(),
         })
+    }
+
+    fn snmp_transport(&self) -> Result<snmp::SnmpTransport, DriverError> {
+        if let Some(t) = self.snmp.get() {
+            return Ok(t.clone());
+        }
+        let t = snmp::SnmpTransport::new(SNMP_SOCKETS)
+            .map_err(|e| DriverError::Setup(format!("SNMP sockets: {e}")))?;
+        // Two devices built at once may both open one; the loser's is dropped.
+        Ok(self.snmp.get_or_init(|| t).clone())
     }
 }
 
@@ -91,6 +114,7 @@ impl DriverContext {
 pub enum Driver {
     Rest(rest::RestDriver),
     Dummy(dummy::DummyDriver),
+    Snmp(snmp::device::SnmpDevice),
 }
 
 impl Driver {
@@ -103,6 +127,11 @@ impl Driver {
         match &spec.driver {
             DriverConfig::Rest(cfg) => Ok(Driver::Rest(rest::RestDriver::new(cfg, timeout, ctx)?)),
             DriverConfig::Dummy(b) => Ok(Driver::Dummy(dummy::DummyDriver::new(*b))),
+            DriverConfig::Snmp(cfg) => Ok(Driver::Snmp(snmp::device::SnmpDevice::new(
+                cfg,
+                timeout,
+                ctx.snmp_transport()?,
+            ))),
         }
     }
 
@@ -110,6 +139,7 @@ impl Driver {
         match self {
             Driver::Rest(_) => "rest_sample",
             Driver::Dummy(_) => "dummy",
+            Driver::Snmp(_) => "snmp",
         }
     }
 
@@ -117,6 +147,7 @@ impl Driver {
         match self {
             Driver::Rest(_) => matches!(cap, Capability::Service | Capability::Pkg),
             Driver::Dummy(_) => cap == Capability::Service,
+            Driver::Snmp(_) => cap == Capability::Snmp,
         }
     }
 
@@ -125,6 +156,7 @@ impl Driver {
         match self {
             Driver::Rest(d) => d.ping().await,
             Driver::Dummy(d) => d.ping().await,
+            Driver::Snmp(d) => Ok(d.ping().await?),
         }
     }
 
@@ -133,6 +165,7 @@ impl Driver {
         match self {
             Driver::Rest(d) => d.info().await,
             Driver::Dummy(d) => Ok(d.info()),
+            Driver::Snmp(d) => Ok(d.grains().await?),
         }
     }
 
@@ -140,6 +173,7 @@ impl Driver {
         match self {
             Driver::Rest(d) => d.get(&["service", "list"]).await,
             Driver::Dummy(d) => d.service("list", None).await,
+            Driver::Snmp(_) => Err(DriverError::Unsupported("service")),
         }
     }
 
@@ -148,34 +182,45 @@ impl Driver {
         match self {
             Driver::Rest(d) => d.get(&["service", action, name]).await,
             Driver::Dummy(d) => d.service(action, Some(name)).await,
+            Driver::Snmp(_) => Err(DriverError::Unsupported("service")),
         }
     }
 
     pub async fn package_list(&self) -> Result<Value, DriverError> {
         match self {
             Driver::Rest(d) => d.get(&["package", "list"]).await,
-            Driver::Dummy(_) => Err(DriverError::Unsupported("pkg")),
+            Driver::Dummy(_) | Driver::Snmp(_) => Err(DriverError::Unsupported("pkg")),
         }
     }
 
     pub async fn package_install(&self, name: &str, version: &str) -> Result<Value, DriverError> {
         match self {
             Driver::Rest(d) => d.get(&["package", "install", name, version]).await,
-            Driver::Dummy(_) => Err(DriverError::Unsupported("pkg")),
+            Driver::Dummy(_) | Driver::Snmp(_) => Err(DriverError::Unsupported("pkg")),
         }
     }
 
     pub async fn package_remove(&self, name: &str) -> Result<Value, DriverError> {
         match self {
             Driver::Rest(d) => d.get(&["package", "remove", name]).await,
-            Driver::Dummy(_) => Err(DriverError::Unsupported("pkg")),
+            Driver::Dummy(_) | Driver::Snmp(_) => Err(DriverError::Unsupported("pkg")),
         }
     }
 
     pub async fn package_status(&self, name: &str) -> Result<Value, DriverError> {
         match self {
             Driver::Rest(d) => d.get(&["package", "status", name]).await,
-            Driver::Dummy(_) => Err(DriverError::Unsupported("pkg")),
+            Driver::Dummy(_) | Driver::Snmp(_) => Err(DriverError::Unsupported("pkg")),
+        }
+    }
+}
+
+impl Driver {
+    /// The SNMP side of a device, for the `snmp.*` functions.
+    pub fn snmp(&self) -> Result<&snmp::device::SnmpDevice, DriverError> {
+        match self {
+            Driver::Snmp(d) => Ok(d),
+            _ => Err(DriverError::Unsupported("snmp")),
         }
     }
 }

@@ -99,7 +99,15 @@ impl RestDriver {
         if !status.is_success() {
             return Err(DriverError::Status(status.as_u16()));
         }
-        serde_json::from_slice(&body).map_err(|e| DriverError::Decode(e.to_string()))
+        // Every rest_sample endpoint answers with an object; anything else (a bare
+        // number is valid JSON too) is a device speaking garbage.
+        match serde_json::from_slice(&body).map_err(|e| DriverError::Decode(e.to_string()))? {
+            v @ Value::Object(_) => Ok(v),
+            other => Err(DriverError::Decode(format!(
+                "expected a JSON object, got {}",
+                type_name(&other)
+            ))),
+        }
     }
 
     fn map_err(&self, e: reqwest::Error) -> DriverError {

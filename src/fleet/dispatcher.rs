@@ -18,6 +18,8 @@ use actix::prelude::*;
 use futures::FutureExt;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant as TokioInstant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::device::{DeviceActor, Execute};
@@ -27,6 +29,9 @@ use crate::config::FleetConfig;
 use crate::functions;
 use crate::job::{Args, Jid, Job, JobRequest, Outcome, Return, Tgt};
 use crate::telemetry;
+
+/// The error a device's part of a job gets when shutdown cuts it short.
+pub const SHUTDOWN_MESSAGE: &str = "not finished: the fleet is shutting down";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -61,9 +66,10 @@ pub struct JobHandle {
 #[rtype(result = "Result<JobHandle, DispatchError>")]
 pub struct SubmitJob(pub JobRequest);
 
-/// Stop accepting jobs (shutdown); jobs already running finish.
+/// Stop accepting jobs (shutdown). Answers with the tracker of running jobs (to wait
+/// for them) and the token that cuts them short with error returns.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "(TaskTracker, CancellationToken)")]
 pub struct StopAccepting;
 
 pub struct DispatcherActor {
@@ -71,6 +77,8 @@ pub struct DispatcherActor {
     cfg: Arc<FleetConfig>,
     in_flight: Arc<Semaphore>,
     accepting: bool,
+    jobs: TaskTracker,
+    cancel: CancellationToken,
 }
 
 impl DispatcherActor {
@@ -81,6 +89,8 @@ impl DispatcherActor {
             cfg,
             in_flight: Arc::new(Semaphore::new(permits)),
             accepting: true,
+            jobs: TaskTracker::new(),
+            cancel: CancellationToken::new(),
         }
     }
 
@@ -158,9 +168,10 @@ impl Handler<SubmitJob> for DispatcherActor {
             window,
             deadline: TokioInstant::now() + timeout,
             max_queued: self.cfg.max_queued_per_device,
+            cancel: self.cancel.clone(),
             tx,
         };
-        actix::spawn(run.run());
+        actix::spawn(self.jobs.track_future(run.run()));
         Ok(JobHandle {
             jid,
             fun: req.fun,
@@ -171,10 +182,12 @@ impl Handler<SubmitJob> for DispatcherActor {
 }
 
 impl Handler<StopAccepting> for DispatcherActor {
-    type Result = ();
+    type Result = MessageResult<StopAccepting>;
 
-    fn handle(&mut self, _: StopAccepting, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: StopAccepting, _ctx: &mut Context<Self>) -> Self::Result {
         self.accepting = false;
+        self.jobs.close();
+        MessageResult((self.jobs.clone(), self.cancel.clone()))
     }
 }
 
@@ -187,6 +200,9 @@ struct JobRun {
     window: usize,
     deadline: TokioInstant,
     max_queued: usize,
+    /// Cancelled when shutdown's grace period is over: what has not finished
+    /// answers with an error at once.
+    cancel: CancellationToken,
     tx: mpsc::Sender<Return>,
 }
 
@@ -245,11 +261,28 @@ impl JobRun {
             // Admission: the job's batch slot, then a global permit. Both are waited
             // for only until the job's deadline.
             let admitted = tokio::time::timeout_at(self.deadline, async {
-                let slot = batch.clone().acquire_owned().await.ok()?;
-                let permit = self.in_flight.clone().acquire_owned().await.ok()?;
-                Some((slot, permit))
+                tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => None,
+                    p = async {
+                        let slot = batch.clone().acquire_owned().await.ok()?;
+                        let permit = self.in_flight.clone().acquire_owned().await.ok()?;
+                        Some((slot, permit))
+                    } => p,
+                }
             })
             .await;
+            if self.cancel.is_cancelled() {
+                let r = Return::error(
+                    id,
+                    &self.job,
+                    Outcome::Rejected,
+                    SHUTDOWN_MESSAGE,
+                    Duration::ZERO,
+                );
+                deliver(r, &mut outcomes).await;
+                break 'admit;
+            }
             let Ok(Some((slot, permit))) = admitted else {
                 // Deadline passed while waiting: this and every remaining device time out.
                 let r = Return::error(
@@ -284,22 +317,29 @@ impl JobRun {
             let id = id.clone();
             let deadline = self.deadline;
             let registry = self.registry.clone();
+            let cancel = self.cancel.clone();
             let task_id = id.clone();
             let handle = tasks.spawn_local(async move {
-                let r =
-                    match AssertUnwindSafe(operate(&actor, &registry, job.clone(), &id, deadline))
-                        .catch_unwind()
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => Return::error(
-                            &id,
-                            &job,
-                            Outcome::Failed,
-                            "internal error: dispatch panicked",
-                            Duration::ZERO,
-                        ),
-                    };
+                let r = match AssertUnwindSafe(operate(
+                    &actor,
+                    &registry,
+                    &cancel,
+                    job.clone(),
+                    &id,
+                    deadline,
+                ))
+                .catch_unwind()
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Return::error(
+                        &id,
+                        &job,
+                        Outcome::Failed,
+                        "internal error: dispatch panicked",
+                        Duration::ZERO,
+                    ),
+                };
                 queued.fetch_sub(1, Ordering::AcqRel);
                 metrics::counter!(telemetry::DISPATCH_COMPLETED).increment(1);
                 drop(permit);
@@ -314,13 +354,12 @@ impl JobRun {
             }
         }
         for id in pending {
-            let r = Return::error(
-                id,
-                &self.job,
-                Outcome::Timeout,
-                "timed out before the device was reached",
-                Duration::ZERO,
-            );
+            let (outcome, msg) = if self.cancel.is_cancelled() {
+                (Outcome::Rejected, SHUTDOWN_MESSAGE)
+            } else {
+                (Outcome::Timeout, "timed out before the device was reached")
+            };
+            let r = Return::error(id, &self.job, outcome, msg, Duration::ZERO);
             deliver(r, &mut outcomes).await;
         }
         while let Some(done) = tasks.join_next_with_id().await {
@@ -342,19 +381,23 @@ impl JobRun {
 async fn operate(
     actor: &Addr<DeviceActor>,
     registry: &Registry,
+    cancel: &CancellationToken,
     job: Arc<Job>,
     id: &str,
     deadline: TokioInstant,
 ) -> Return {
     let admitted = Instant::now();
-    let res = tokio::time::timeout_at(
-        deadline,
-        actor.send(Execute {
-            job: job.clone(),
-            admitted,
-        }),
-    )
-    .await;
+    let send = actor.send(Execute {
+        job: job.clone(),
+        admitted,
+    });
+    let res = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => {
+            return Return::error(id, &job, Outcome::Rejected, SHUTDOWN_MESSAGE, admitted.elapsed());
+        }
+        r = tokio::time::timeout_at(deadline, send) => r,
+    };
     match res {
         Ok(Ok(r)) => r,
         Ok(Err(MailboxError::Closed)) => {

@@ -8,6 +8,7 @@ pub mod supervisor;
 pub mod target;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -104,7 +105,11 @@ impl Fleet {
     }
 
     pub async fn submit(&self, req: crate::job::JobRequest) -> Result<JobHandle, FleetError> {
-        Ok(self.dispatcher.send(SubmitJob(req)).await??)
+        match self.dispatcher.send(SubmitJob(req)).await {
+            Ok(r) => Ok(r?),
+            // The dispatcher's thread is gone only after shutdown.
+            Err(_) => Err(DispatchError::ShuttingDown.into()),
+        }
     }
 
     /// Waits until no device is still starting.
@@ -114,9 +119,21 @@ impl Fleet {
             .await
     }
 
-    /// Stops taking jobs and stops every device actor.
-    pub async fn shutdown(&self) {
-        let _ = self.dispatcher.send(StopAccepting).await;
+    /// Graceful shutdown: stop taking jobs, let running ones finish for up to
+    /// `grace`, then cut the rest short with error returns (every return that is due
+    /// is still delivered), stop the device actors and the fleet's threads.
+    pub async fn shutdown(&self, grace: Duration) {
+        if let Ok((jobs, cancel)) = self.dispatcher.send(StopAccepting).await {
+            if tokio::time::timeout(grace, jobs.wait()).await.is_err() {
+                tracing::warn!(
+                    running = jobs.len(),
+                    "Grace period over; cutting running jobs short."
+                );
+                cancel.cancel();
+                // Cancelled jobs answer at once; the bound only guards against a bug.
+                let _ = tokio::time::timeout(Duration::from_secs(5), jobs.wait()).await;
+            }
+        }
         let _ = self.supervisor.send(StopAll).await;
         self.arbiters.stop();
     }

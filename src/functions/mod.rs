@@ -6,6 +6,7 @@
 mod grains;
 mod pkg;
 mod service;
+mod snmp;
 mod sys;
 mod test;
 
@@ -68,6 +69,12 @@ const FUNCTIONS: &[(&str, Option<Capability>)] = &[
     ("service.start", Some(Capability::Service)),
     ("service.status", Some(Capability::Service)),
     ("service.stop", Some(Capability::Service)),
+    ("snmp.bulkwalk", Some(Capability::Snmp)),
+    ("snmp.get", Some(Capability::Snmp)),
+    ("snmp.get_next", Some(Capability::Snmp)),
+    ("snmp.interfaces", Some(Capability::Snmp)),
+    ("snmp.set", Some(Capability::Snmp)),
+    ("snmp.walk", Some(Capability::Snmp)),
     ("sys.list_functions", None),
     ("test.echo", None),
     ("test.ping", None),
@@ -100,6 +107,7 @@ pub async fn execute(call: Call) -> Result<Value, FunctionError> {
         "service" => service::run(name, &call).await,
         "pkg" => pkg::run(name, &call).await,
         "sys" => sys::run(name, &call),
+        "snmp" => snmp::run(name, &call).await,
         _ => Err(FunctionError::NotAvailable(fun.to_owned())),
     }
 }

@@ -8,7 +8,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::config::ConfigError;
+use crate::fleet::supervisor::Diff;
 use crate::fleet::{Fleet, FleetError};
+use crate::inventory::InventorySource;
 use crate::job::{Jid, JobRequest, Return};
 
 /// One job as the local master remembers it.
@@ -43,20 +46,58 @@ impl JobRecord {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("this daemon was not started from inventory files; nothing to reload")]
+    NoSource,
+    #[error("new inventory rejected, the running one is kept: {0}")]
+    Inventory(#[from] ConfigError),
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+}
+
 #[derive(Clone)]
 pub struct LocalMaster {
     fleet: Fleet,
     history: Arc<Mutex<VecDeque<Arc<JobRecord>>>>,
     keep: usize,
+    source: Option<InventorySource>,
+    /// One reload at a time: two racing reloads could apply in either order.
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl LocalMaster {
-    pub fn new(fleet: Fleet, keep: usize) -> LocalMaster {
+    pub fn new(fleet: Fleet, keep: usize, source: Option<InventorySource>) -> LocalMaster {
         LocalMaster {
             fleet,
             history: Arc::new(Mutex::new(VecDeque::new())),
             keep: keep.max(1),
+            source,
+            reloading: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Reads the inventory again and applies the difference: new devices start,
+    /// removed ones stop, changed ones restart, the rest are not touched. A bad
+    /// inventory is rejected as a whole.
+    pub async fn reload(&self) -> Result<Diff, ReloadError> {
+        let source = self.source.as_ref().ok_or(ReloadError::NoSource)?;
+        let _one = self.reloading.lock().await;
+        let inventory = match source.load() {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "Reload rejected; keeping the running inventory.");
+                return Err(e.into());
+            }
+        };
+        let diff = self.fleet.apply(inventory).await?;
+        tracing::info!(
+            added = diff.added.len(),
+            removed = diff.removed.len(),
+            changed = diff.changed.len(),
+            "Inventory reloaded."
+        );
+        Ok(diff)
     }
 
     pub fn fleet(&self) -> &Fleet {

@@ -40,7 +40,9 @@ async fn http_api_and_cli() {
     };
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.http.token_file = Some(token_file.clone());
-    let daemon = Daemon::start(&cfg, sim.inventory()).await.expect("daemon");
+    let daemon = Daemon::start(&cfg, sim.inventory(), None)
+        .await
+        .expect("daemon");
     within(30, "settle", daemon.fleet.settled()).await;
     let base = format!("http://{}", daemon.http_addr);
     let client = reqwest::Client::new();

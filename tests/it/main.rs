@@ -4,4 +4,7 @@ mod api;
 mod config_files;
 mod fleet;
 mod functions;
+mod operate;
+mod prometheus;
+mod snmpd;
 mod support;

@@ -1,0 +1,156 @@
+//! One SNMP device as the fleet sees it: built from the inventory's `SnmpConfig`,
+//! health checked with `sysUpTime.0`, grains from the system group (`sysDescr`,
+//! `sysObjectID`, `sysName`, ...) plus the Salt-style `os`, `host`, `fqdn` derived
+//! from them, and the operations the `snmp.*` functions need.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::{
+    AuthProtocol, Oid, PrivProtocol, SnmpClient, SnmpError, SnmpTarget, SnmpTransport, SnmpValue,
+    SnmpVersion, UsmUser, VarBind,
+};
+use crate::inventory::{SnmpConfig, SnmpVersionConfig};
+
+/// The system group, in the order grains are built from it.
+const SYSTEM: [(&str, &str); 6] = [
+    ("sysDescr", "1.3.6.1.2.1.1.1.0"),
+    ("sysObjectID", "1.3.6.1.2.1.1.2.0"),
+    ("sysUpTime", "1.3.6.1.2.1.1.3.0"),
+    ("sysContact", "1.3.6.1.2.1.1.4.0"),
+    ("sysName", "1.3.6.1.2.1.1.5.0"),
+    ("sysLocation", "1.3.6.1.2.1.1.6.0"),
+];
+
+#[derive(Clone)]
+pub struct SnmpDevice {
+    client: SnmpClient,
+}
+
+impl SnmpDevice {
+    pub fn new(cfg: &SnmpConfig, timeout: Duration, transport: SnmpTransport) -> SnmpDevice {
+        let user = cfg.user.as_ref().map(|u| UsmUser {
+            name: u.name.clone(),
+            auth: u
+                .auth_protocol
+                .as_deref()
+                .map(|p| (auth_protocol(p), u.auth_password.expose().to_owned())),
+            privacy: u
+                .priv_protocol
+                .as_deref()
+                .map(|p| (priv_protocol(p), u.priv_password.expose().to_owned())),
+        });
+        let target = SnmpTarget {
+            addr: SocketAddr::new(cfg.host, cfg.port),
+            version: match cfg.version {
+                SnmpVersionConfig::V1 => SnmpVersion::V1,
+                SnmpVersionConfig::V2c => SnmpVersion::V2c,
+                SnmpVersionConfig::V3 => SnmpVersion::V3,
+            },
+            community: cfg.community.expose().to_owned(),
+            user,
+            timeout,
+            retries: cfg.retries,
+        };
+        SnmpDevice {
+            client: SnmpClient::new(target, transport),
+        }
+    }
+
+    /// Up when the agent answers `sysUpTime.0` with a value.
+    pub async fn ping(&self) -> Result<bool, SnmpError> {
+        let oid = parse(SYSTEM[2].1)?;
+        let vbs = self.client.get(&[oid]).await?;
+        Ok(vbs.first().is_some_and(|vb| !vb.value.is_exception()))
+    }
+
+    pub async fn grains(&self) -> Result<Map<String, Value>, SnmpError> {
+        let oids = SYSTEM
+            .iter()
+            .map(|(_, o)| parse(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let vbs = self.client.get(&oids).await?;
+        let mut g = Map::new();
+        for ((name, _), vb) in SYSTEM.iter().zip(&vbs) {
+            if vb.value.is_exception() {
+                continue;
+            }
+            g.insert((*name).to_owned(), plain(&vb.value));
+        }
+        let descr = g.get("sysDescr").and_then(Value::as_str).unwrap_or("");
+        // Net-SNMP says "Linux host 6.1 ...", Cisco "Cisco IOS Software, ...": the
+        // first word is the closest thing to Salt's `os`.
+        let os = descr
+            .split_whitespace()
+            .next()
+            .unwrap_or("SNMP")
+            .trim_end_matches(',');
+        g.insert("os".into(), json!(os));
+        g.insert("kernel".into(), json!("snmp"));
+        if let Some(name) = g.get("sysName").and_then(Value::as_str).map(str::to_owned) {
+            let short = name.split('.').next().unwrap_or(&name).to_owned();
+            g.insert("fqdn".into(), json!(name));
+            g.insert("nodename".into(), json!(short));
+        }
+        Ok(g)
+    }
+
+    pub async fn get(&self, oids: &[Oid]) -> Result<Vec<VarBind>, SnmpError> {
+        self.client.get(oids).await
+    }
+
+    pub async fn get_next(&self, oids: &[Oid]) -> Result<Vec<VarBind>, SnmpError> {
+        self.client.get_next(oids).await
+    }
+
+    pub async fn walk(&self, root: &Oid) -> Result<Vec<VarBind>, SnmpError> {
+        self.client.walk(root).await
+    }
+
+    /// GETBULK walk; v1 has no GETBULK, so it walks with GETNEXT instead.
+    pub async fn bulkwalk(&self, root: &Oid) -> Result<Vec<VarBind>, SnmpError> {
+        if self.client.target().version == SnmpVersion::V1 {
+            self.client.walk(root).await
+        } else {
+            self.client.bulkwalk(root).await
+        }
+    }
+
+    pub fn is_v1(&self) -> bool {
+        self.client.target().version == SnmpVersion::V1
+    }
+
+    pub async fn set(&self, vbs: &[VarBind]) -> Result<Vec<VarBind>, SnmpError> {
+        self.client.set(vbs).await
+    }
+}
+
+fn parse(oid: &str) -> Result<Oid, SnmpError> {
+    oid.parse()
+}
+
+/// A value without its type, for grains.
+fn plain(v: &SnmpValue) -> Value {
+    let j = v.to_json();
+    j.get("value").cloned().unwrap_or(Value::Null)
+}
+
+fn auth_protocol(p: &str) -> AuthProtocol {
+    match p.to_ascii_uppercase().as_str() {
+        "MD5" => AuthProtocol::Md5,
+        "SHA-256" | "SHA256" => AuthProtocol::Sha256,
+        "SHA-512" | "SHA512" => AuthProtocol::Sha512,
+        // The inventory accepts only the names above and SHA/SHA1/SHA-1.
+        _ => AuthProtocol::Sha1,
+    }
+}
+
+fn priv_protocol(p: &str) -> PrivProtocol {
+    match p.to_ascii_uppercase().as_str() {
+        "DES" => PrivProtocol::Des,
+        "AES256" | "AES-256" => PrivProtocol::Aes256,
+        _ => PrivProtocol::Aes128,
+    }
+}
