@@ -193,12 +193,50 @@ pub enum MasterKind {
     /// Jobs come only from the local HTTP API and `drover cmd`.
     #[default]
     Local,
+    /// Every device is a minion of a Salt master (the local API stays available).
+    Salt,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// Where jobs come from. For `kind = "salt"`, the keys below describe the master
+/// (they are ignored for `local`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MasterConfig {
     pub kind: MasterKind,
+    /// The Salt master's address.
+    pub host: Option<String>,
+    pub publish_port: u16,
+    pub ret_port: u16,
+    /// Minion keys (`minion.pem`/`minion.pub`) and the cached master key; relative
+    /// to the config file.
+    pub pki_dir: PathBuf,
+    /// One key pair per device id under `pki_dir/<id>/` instead of one shared pair.
+    pub per_device_keys: bool,
+    /// `_auth` requests in flight at once.
+    pub auth_concurrency: usize,
+    /// Retry interval while a key waits for acceptance on the master.
+    #[serde(with = "humantime_serde")]
+    pub auth_retry: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub return_retries: u32,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            kind: MasterKind::Local,
+            host: None,
+            publish_port: 4505,
+            ret_port: 4506,
+            pki_dir: PathBuf::from("pki"),
+            per_device_keys: false,
+            auth_concurrency: 32,
+            auth_retry: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            return_retries: 5,
+        }
+    }
 }
 
 impl Config {
@@ -302,6 +340,17 @@ impl Config {
         }
         if self.http.workers == 0 {
             bad("http.workers", "must be at least 1".into());
+        }
+        if self.master.kind == MasterKind::Salt {
+            if self.master.host.as_deref().is_none_or(str::is_empty) {
+                bad(
+                    "master.host",
+                    "required when master.kind is \"salt\"".into(),
+                );
+            }
+            if self.master.auth_concurrency == 0 {
+                bad("master.auth_concurrency", "must be at least 1".into());
+            }
         }
         if !self.http.listen.ip().is_loopback() && self.http.token_file.is_none() {
             bad(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, MasterKind};
 use crate::fleet::{Fleet, FleetError};
 use crate::http::{self, HttpError};
 use crate::inventory::{Inventory, InventorySource};
@@ -24,6 +24,8 @@ pub enum RunError {
     Fleet(#[from] FleetError),
     #[error(transparent)]
     Http(#[from] HttpError),
+    #[error("Salt master link: {0}")]
+    Salt(#[from] crate::master::salt::SaltError),
 }
 
 impl RunError {
@@ -35,6 +37,8 @@ impl RunError {
             RunError::Http(HttpError::Token(_)) => 64,
             RunError::Http(HttpError::Bind { .. }) => 69,
             RunError::Fleet(_) => 70,
+            RunError::Salt(e) if e.kind() == "config" || e.kind() == "key" => 64,
+            RunError::Salt(_) => 69,
         }
     }
 }
@@ -46,6 +50,9 @@ pub struct Daemon {
     pub http_addr: SocketAddr,
     server: http::Server,
     grace: Duration,
+    /// The Salt link, when `master.kind = "salt"`; stopped after the fleet so due
+    /// returns still reach the master.
+    salt: Option<crate::master::salt::ShutdownHandle>,
     /// Installed at start, before anyone can know the pid: an early SIGHUP must
     /// reload, not kill the process (SIGHUP's default action).
     hangup: Hangup,
@@ -76,6 +83,13 @@ impl Daemon {
         let hangup = hangup_signal();
         let devices = inventory.len();
         let fleet = Fleet::start(cfg.fleet.clone(), inventory).await?;
+        let salt = match cfg.master.kind {
+            MasterKind::Salt => {
+                let link = crate::master::salt::start(salt_config(cfg)).await?;
+                Some(crate::master::bridge::spawn(link, fleet.clone()))
+            }
+            MasterKind::Local => None,
+        };
         let master = LocalMaster::new(fleet.clone(), cfg.fleet.job_history, source);
         let server = http::serve(cfg.http.listen, cfg.http.workers, token, master.clone())?;
         info!(devices, http = %server.addr, "Drover started.");
@@ -85,6 +99,7 @@ impl Daemon {
             http_addr: server.addr,
             server,
             grace: cfg.fleet.shutdown_grace,
+            salt,
             hangup,
         })
     }
@@ -93,7 +108,7 @@ impl Daemon {
     /// returns after the grace period), their returns are delivered, then the HTTP
     /// server closes and the fleet's threads stop.
     pub async fn stop(self) {
-        stop_parts(&self.fleet, &self.server.handle, self.grace).await;
+        stop_parts(&self.fleet, &self.server.handle, self.grace, self.salt).await;
     }
 
     /// Runs until `shutdown` completes (or the HTTP server dies), reloading the
@@ -105,6 +120,7 @@ impl Daemon {
             server,
             grace,
             mut hangup,
+            salt,
             ..
         } = self;
         let http::Server {
@@ -128,14 +144,43 @@ impl Daemon {
                 }
             }
         }
-        stop_parts(&fleet, &handle, grace).await;
+        stop_parts(&fleet, &handle, grace, salt).await;
+    }
+}
+
+/// The link settings from `[master]`, with `pki_dir` resolved against the config.
+fn salt_config(cfg: &Config) -> crate::master::salt::SaltConfig {
+    let m = &cfg.master;
+    let pki_dir = if m.pki_dir.is_absolute() {
+        m.pki_dir.clone()
+    } else {
+        cfg.base_dir.join(&m.pki_dir)
+    };
+    crate::master::salt::SaltConfig {
+        host: m.host.clone().unwrap_or_default(),
+        publish_port: m.publish_port,
+        ret_port: m.ret_port,
+        pki_dir,
+        per_device_keys: m.per_device_keys,
+        auth_concurrency: m.auth_concurrency,
+        auth_retry: m.auth_retry,
+        request_timeout: m.request_timeout,
+        return_retries: m.return_retries,
     }
 }
 
 /// The fleet first, so running jobs can still stream their returns over HTTP; the
 /// HTTP server (whose job route already answers 503) last.
-async fn stop_parts(fleet: &Fleet, http: &actix_web::dev::ServerHandle, grace: Duration) {
+async fn stop_parts(
+    fleet: &Fleet,
+    http: &actix_web::dev::ServerHandle,
+    grace: Duration,
+    salt: Option<crate::master::salt::ShutdownHandle>,
+) {
     fleet.shutdown(grace).await;
+    if let Some(link) = salt {
+        link.run().await;
+    }
     http.stop(true).await;
     info!("Drover stopped.");
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use drover::devsim::snmp::{SnmpFaultRates, SnmpSim, SnmpSimConfig};
 use drover::devsim::{FaultRates, RestSim, RestSimConfig};
 
 #[derive(Args, Debug, Clone)]
@@ -16,9 +17,15 @@ pub struct DevsimArgs {
     /// First port (device i listens on base_port + i); 0 takes ephemeral ports.
     #[arg(long, default_value_t = 0)]
     pub base_port: u16,
-    /// Id prefix (ids are prefix + zero-padded index).
-    #[arg(long, default_value = "rest-")]
-    pub prefix: String,
+    /// Id prefix (ids are prefix + zero-padded index); "rest-" or "sw-" by kind.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// What the devices speak: rest (rest_sample API) or snmp (v1/v2c/v3 agents).
+    #[arg(long, default_value = "rest")]
+    pub kind: SimKind,
+    /// For --kind snmp: the SNMP version written into the inventory (1, 2c or 3).
+    #[arg(long, default_value = "2c")]
+    pub snmp_version: String,
     /// Write the inventory for these devices here.
     #[arg(long)]
     pub write_inventory: Option<PathBuf>,
@@ -67,11 +74,17 @@ impl FaultArgs {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimKind {
+    Rest,
+    Snmp,
+}
+
 impl DevsimArgs {
     pub fn sim_config(&self) -> RestSimConfig {
         RestSimConfig {
             count: self.count,
-            id_prefix: self.prefix.clone(),
+            id_prefix: self.prefix.clone().unwrap_or_else(|| "rest-".into()),
             base_port: self.base_port,
             faults: self.faults.rates(),
             ..RestSimConfig::default()
@@ -90,6 +103,9 @@ pub fn main(a: DevsimArgs) -> i32 {
             return 70;
         }
     };
+    if a.kind == SimKind::Snmp {
+        return rt.block_on(snmp(&a));
+    }
     rt.block_on(async {
         let sim = match RestSim::start(a.sim_config()).await {
             Ok(s) => s,
@@ -118,4 +134,46 @@ pub fn main(a: DevsimArgs) -> i32 {
         sim.shutdown().await;
         0
     })
+}
+
+async fn snmp(a: &DevsimArgs) -> i32 {
+    let cfg = SnmpSimConfig {
+        count: a.count,
+        id_prefix: a.prefix.clone().unwrap_or_else(|| "sw-".into()),
+        base_port: a.base_port,
+        faults: SnmpFaultRates {
+            down: a.faults.down,
+            slow: a.faults.slow,
+            slow_latency: a.faults.slow_latency,
+            seed: a.faults.seed,
+            ..SnmpFaultRates::default()
+        },
+        ..SnmpSimConfig::default()
+    };
+    let sim = match SnmpSim::start(cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("drover devsim: cannot start agents: {e}");
+            return 69;
+        }
+    };
+    if let Some(path) = &a.write_inventory {
+        if let Err(e) = std::fs::write(path, sim.inventory_toml(&a.snmp_version)) {
+            eprintln!("drover devsim: {}: {e}", path.display());
+            return 73;
+        }
+        outln!("inventory written to {}", path.display());
+    }
+    let first = sim
+        .devices()
+        .first()
+        .map(|d| d.addr.to_string())
+        .unwrap_or_default();
+    outln!(
+        "{} simulated SNMP agents up (first at udp:{first}); Ctrl-C to stop",
+        sim.devices().len()
+    );
+    drover::run::shutdown_signal().await;
+    sim.shutdown().await;
+    0
 }

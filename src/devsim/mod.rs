@@ -43,5 +43,6 @@
 
 mod http;
 pub mod rest;
+pub mod snmp;
 
 pub use rest::{Fault, FaultRates, RestSim, RestSimConfig, SimDeviceInfo};

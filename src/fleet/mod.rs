@@ -61,6 +61,9 @@ impl Fleet {
     /// Starts the fleet's actors and applies `inventory` (the diff from nothing). Must
     /// be called inside an actix `System`.
     pub async fn start(cfg: FleetConfig, inventory: Inventory) -> Result<Fleet, FleetError> {
+        // Install the recorder before the first device reports: metrics recorded
+        // before it exists are lost.
+        let _ = crate::telemetry::metrics_handle();
         let cfg = Arc::new(cfg);
         let registry = Registry::new();
         let drivers = DriverContext::new()?;

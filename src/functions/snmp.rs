@@ -43,7 +43,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
         }
         "set" => {
             let texts: Vec<String> = args.iter().filter_map(as_text).collect();
-            if texts.is_empty() || texts.len() % 3 != 0 || texts.len() != args.len() {
+            if texts.is_empty() || !texts.len().is_multiple_of(3) || texts.len() != args.len() {
                 return Err(FunctionError::InvalidArgs(
                     "snmp.set(): give OID TYPE VALUE triples, e.g. sysContact.0 s noc@example.net"
                         .into(),

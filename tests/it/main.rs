@@ -6,5 +6,7 @@ mod fleet;
 mod functions;
 mod operate;
 mod prometheus;
+mod salt;
+mod snmp_fleet;
 mod snmpd;
 mod support;

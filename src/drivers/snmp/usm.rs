@@ -262,7 +262,7 @@ pub fn decrypt_scoped(
     match proto {
         PrivProtocol::Des => {
             let k = key_prefix(key, 16)?;
-            if ciphertext.is_empty() || ciphertext.len() % 8 != 0 {
+            if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(8) {
                 return Err(SnmpError::Security("DES ciphertext length"));
             }
             let mut iv = [0u8; 8];

@@ -290,7 +290,7 @@ fn parse_hex(t: &str) -> Option<Vec<u8>> {
         .bytes()
         .filter(|b| !matches!(b, b':' | b' ' | b'-' | b'\t'))
         .collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits

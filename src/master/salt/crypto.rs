@@ -156,7 +156,7 @@ impl Crypticle {
 
     /// Verifies the HMAC, then decrypts and strips the padding.
     pub fn decrypt(&self, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        if data.len() < BLOCK * 2 + SIG_LEN || (data.len() - SIG_LEN) % BLOCK != 0 {
+        if data.len() < BLOCK * 2 + SIG_LEN || !(data.len() - SIG_LEN).is_multiple_of(BLOCK) {
             return Err(CryptoError::Truncated);
         }
         if !self.hmac_matches(data) {
@@ -192,9 +192,7 @@ impl Crypticle {
         let plain = self.decrypt(data)?;
         let rest = plain.strip_prefix(MARKER).ok_or(CryptoError::NoMarker)?;
         let rest = match nonce {
-            Some(n) => rest
-                .strip_prefix(n.as_bytes())
-                .ok_or(CryptoError::Nonce)?,
+            Some(n) => rest.strip_prefix(n.as_bytes()).ok_or(CryptoError::Nonce)?,
             None => rest,
         };
         Ok(rest.to_vec())
@@ -279,14 +277,19 @@ pub fn x931_sign(key: &PrivateKey, data: &[u8]) -> Result<Vec<u8>, CryptoError> 
     em.push(0xcc);
     let n = key.n().as_ref();
     let precision = n.bits_precision();
-    let m = BoxedUint::from_be_slice(&em, precision).map_err(|e| CryptoError::Rsa(e.to_string()))?;
+    let m =
+        BoxedUint::from_be_slice(&em, precision).map_err(|e| CryptoError::Rsa(e.to_string()))?;
     let mut rng = rand::rng();
     let s = rsa_decrypt(Some(&mut rng), key, &m).map_err(|e| CryptoError::Rsa(e.to_string()))?;
     let alt = n.wrapping_sub(&s);
     let s_bytes = to_fixed(&s, k);
     let alt_bytes = to_fixed(&alt, k);
     // Same length, big-endian: lexicographic order equals numeric order.
-    Ok(if alt_bytes < s_bytes { alt_bytes } else { s_bytes })
+    Ok(if alt_bytes < s_bytes {
+        alt_bytes
+    } else {
+        s_bytes
+    })
 }
 
 /// Recovers the data of an X9.31 "private encrypt" with the public key.
@@ -333,7 +336,7 @@ mod tests {
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::pkcs8::DecodePublicKey;
 
-    include!("testdata/fixtures.rs");
+    use crate::master::salt::fixtures::*;
 
     fn key() -> PrivateKey {
         PrivateKey::from_pkcs1_pem(FIX_PRIV_PEM).expect("fixture key")
@@ -356,8 +359,14 @@ mod tests {
         // The 64-byte digest form used for the AES key signature.
         let digest = sha256_hex(FIX_AES_KEY.as_bytes());
         let sig2 = unhex(FIX_X931_DIGEST_HEX);
-        assert_eq!(x931_recover(&pubk, &sig2).expect("recover"), digest.as_bytes());
-        assert_eq!(hex(&x931_sign(&k, digest.as_bytes()).expect("sign")), FIX_X931_DIGEST_HEX);
+        assert_eq!(
+            x931_recover(&pubk, &sig2).expect("recover"),
+            digest.as_bytes()
+        );
+        assert_eq!(
+            hex(&x931_sign(&k, digest.as_bytes()).expect("sign")),
+            FIX_X931_DIGEST_HEX
+        );
     }
 
     #[test]
@@ -372,7 +381,10 @@ mod tests {
     fn oaep_decrypts_python_fixture_and_round_trips() {
         let k = key();
         let ct = unhex(FIX_OAEP_CT_HEX);
-        assert_eq!(oaep_decrypt(&k, "OAEP-SHA1", &ct).expect("dec"), FIX_AES_KEY.as_bytes());
+        assert_eq!(
+            oaep_decrypt(&k, "OAEP-SHA1", &ct).expect("dec"),
+            FIX_AES_KEY.as_bytes()
+        );
         let ct2 = oaep_encrypt(k.as_public_key(), b"hello").expect("enc");
         assert_eq!(oaep_decrypt(&k, "OAEP-SHA1", &ct2).expect("dec"), b"hello");
         assert!(oaep_decrypt(&k, "OAEP-SHA1", &ct2[..100]).is_err());
@@ -395,7 +407,10 @@ mod tests {
         let ct = unhex(FIX_CRYPTICLE_CT_HEX);
         let out = c.loads(&ct, Some(FIX_CRYPTICLE_NONCE)).expect("loads");
         assert_eq!(out, FIX_CRYPTICLE_PAYLOAD);
-        assert!(matches!(c.loads(&ct, Some(&"0".repeat(32))), Err(CryptoError::Nonce)));
+        assert!(matches!(
+            c.loads(&ct, Some(&"0".repeat(32))),
+            Err(CryptoError::Nonce)
+        ));
     }
 
     #[test]
@@ -411,7 +426,10 @@ mod tests {
             assert!(c.loads(&ct[..ct.len() - 1], None).is_err());
         }
         let other = Crypticle::from_key_string(generate_key_string().as_bytes()).expect("key");
-        assert!(matches!(other.loads(&c.dumps(b"x", None), None), Err(CryptoError::Hmac)));
+        assert!(matches!(
+            other.loads(&c.dumps(b"x", None), None),
+            Err(CryptoError::Hmac)
+        ));
         assert!(c.loads(&[], None).is_err());
         assert!(Crypticle::from_key_string(b"not base64!").is_err());
         assert!(Crypticle::from_key_string(b"AAAA").is_err());

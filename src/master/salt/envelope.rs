@@ -270,7 +270,10 @@ impl PublishEnvelope {
 /// Splits Salt's `arg` list into positional args and the merged `__kwarg__` dicts.
 pub fn split_args(
     arg: &[serde_json::Value],
-) -> (Vec<serde_json::Value>, serde_json::Map<String, serde_json::Value>) {
+) -> (
+    Vec<serde_json::Value>,
+    serde_json::Map<String, serde_json::Value>,
+) {
     let mut positional = Vec::new();
     let mut kwarg = serde_json::Map::new();
     for a in arg {
@@ -297,7 +300,7 @@ mod tests {
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::PrivateKey;
 
-    include!("testdata/fixtures.rs");
+    use crate::master::salt::fixtures::*;
 
     fn job(serial: Option<i64>) -> Vec<u8> {
         let mut e = vec![
@@ -335,7 +338,9 @@ mod tests {
         let a = aes();
         let frame = envelope(&a, Some(&key), &job(Some(4)));
         let env = parse_publish_frames(&[frame]).expect("parse");
-        assert!(env.verify_signature(Some(key.as_public_key()), true).expect("sig"));
+        assert!(env
+            .verify_signature(Some(key.as_public_key()), true)
+            .expect("sig"));
         let v = env.open(&a, Some(3)).expect("open");
         assert_eq!(v.serial, Some(4));
         assert!(get(&v.load, "serial").is_none());
@@ -348,8 +353,14 @@ mod tests {
     fn rejects_replayed_serial() {
         let a = aes();
         let env = parse_publish_frames(&[envelope(&a, None, &job(Some(7)))]).expect("parse");
-        assert!(matches!(env.open(&a, Some(7)), Err(EnvelopeError::Replay { .. })));
-        assert!(matches!(env.open(&a, Some(9)), Err(EnvelopeError::Replay { .. })));
+        assert!(matches!(
+            env.open(&a, Some(7)),
+            Err(EnvelopeError::Replay { .. })
+        ));
+        assert!(matches!(
+            env.open(&a, Some(9)),
+            Err(EnvelopeError::Replay { .. })
+        ));
         assert!(env.open(&a, Some(6)).is_ok());
         assert!(env.open(&a, None).is_ok());
     }
@@ -375,7 +386,9 @@ mod tests {
         // Signed load swapped for another ciphertext: signature no longer matches.
         let mut swapped = good.clone();
         swapped.load = a.dumps(&job(None), None);
-        assert!(swapped.verify_signature(Some(key.as_public_key()), true).is_err());
+        assert!(swapped
+            .verify_signature(Some(key.as_public_key()), true)
+            .is_err());
     }
 
     #[test]
@@ -405,14 +418,25 @@ mod tests {
         let err = env.open(&aes(), None).expect_err("wrong key");
         assert_eq!(err.label(), "bad_hmac");
         assert_eq!(
-            parse_publish_frames(&[vec![], vec![], vec![]]).expect_err("frames").label(),
+            parse_publish_frames(&[vec![], vec![], vec![]])
+                .expect_err("frames")
+                .label(),
             "framing"
         );
         // Encrypted but not a job.
         let env = parse_publish_frames(&[envelope(&a, None, &pack(&Value::from(3)))]).expect("p");
-        assert_eq!(env.open(&a, None).expect_err("not map").label(), "malformed");
-        let clear = pack(&map(vec![("enc", Value::from("clear")), ("load", Value::from("x"))]));
-        assert_eq!(parse_publish_frames(&[clear]).expect_err("clear").label(), "not_aes");
+        assert_eq!(
+            env.open(&a, None).expect_err("not map").label(),
+            "malformed"
+        );
+        let clear = pack(&map(vec![
+            ("enc", Value::from("clear")),
+            ("load", Value::from("x")),
+        ]));
+        assert_eq!(
+            parse_publish_frames(&[clear]).expect_err("clear").label(),
+            "not_aes"
+        );
     }
 
     #[test]

@@ -51,11 +51,7 @@ pub fn clean_key(pem: &str) -> String {
 
 /// Salt rejects ids with path separators or NUL; we also refuse `.`/`..` for key dirs.
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id != "."
-        && id != ".."
-        && !id.contains(['/', '\\', '\0'])
-        && id.len() <= 255
+    !id.is_empty() && id != "." && id != ".." && !id.contains(['/', '\\', '\0']) && id.len() <= 255
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
@@ -96,8 +92,7 @@ pub fn load_or_create(dir: &Path) -> Result<MinionKey, KeyError> {
     } else {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut rng = rand::rng();
-        let key =
-            PrivateKey::new(&mut rng, 2048).map_err(|e| KeyError::Generate(e.to_string()))?;
+        let key = PrivateKey::new(&mut rng, 2048).map_err(|e| KeyError::Generate(e.to_string()))?;
         let pem = key
             .to_pkcs1_pem(LineEnding::LF)
             .map_err(|e| KeyError::Generate(e.to_string()))?;
@@ -112,7 +107,8 @@ pub fn load_or_create(dir: &Path) -> Result<MinionKey, KeyError> {
     if !pub_path.exists() {
         write_private(&pub_path, pub_pem.as_bytes())?;
     }
-    let tok = crypto::x931_sign(&private, b"salt").map_err(|e| KeyError::Generate(e.to_string()))?;
+    let tok =
+        crypto::x931_sign(&private, b"salt").map_err(|e| KeyError::Generate(e.to_string()))?;
     Ok(MinionKey {
         private,
         pub_pem: clean_key(&pub_pem),
@@ -149,7 +145,7 @@ pub fn store_master_pub(pki_dir: &Path, pem: &str) -> Result<(), KeyError> {
 mod tests {
     use super::*;
 
-    include!("testdata/fixtures.rs");
+    use crate::master::salt::fixtures::*;
 
     #[test]
     fn loads_existing_key_and_writes_pub_0600() {

@@ -106,7 +106,10 @@ fn common_options(s: &zmq::Socket, recon_max_ms: i32) -> Result<(), zmq::Error> 
     Ok(())
 }
 
-fn spawn(name: &str, f: impl FnOnce(Arc<AtomicBool>) + Send + 'static) -> Result<Worker, TransportError> {
+fn spawn(
+    name: &str,
+    f: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+) -> Result<Worker, TransportError> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::Builder::new()

@@ -1,0 +1,146 @@
+//! Connects a remote master link (Salt) to the fleet: it announces every device id
+//! with its grains to the link, turns each verified publication into a job for the
+//! dispatcher, and hands every device's return back to the link. The dispatcher never
+//! learns which master a job came from.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::fleet::target::TargetType;
+use crate::fleet::Fleet;
+use crate::job::{Jid, JobRequest, Tgt};
+use crate::master::salt::{LinkCommand, PublishedJob, SaltLink, SaltReturn, ShutdownHandle};
+use crate::telemetry;
+
+/// How long to gather registry changes before announcing them.
+const ANNOUNCE_COALESCE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Starts the bridge between a link's channels and the fleet; returns the link's
+/// shutdown handle. The bridge ends when the link closes its job stream.
+pub fn spawn(link: SaltLink, fleet: Fleet) -> ShutdownHandle {
+    let SaltLink {
+        commands,
+        jobs,
+        returns,
+        shutdown,
+    } = link;
+    tokio::spawn(run(commands, jobs, returns, fleet));
+    shutdown
+}
+
+async fn run(
+    commands: mpsc::Sender<LinkCommand>,
+    mut jobs: mpsc::Receiver<PublishedJob>,
+    returns: mpsc::Sender<SaltReturn>,
+    fleet: Fleet,
+) {
+    let announcer = tokio::spawn(announce(fleet.clone(), commands));
+    while let Some(job) = jobs.recv().await {
+        metrics::counter!(telemetry::MASTER_MESSAGES, "direction" => "in", "kind" => "job")
+            .increment(1);
+        match to_request(&job) {
+            Ok(req) => match fleet.submit(req).await {
+                Ok(mut handle) => {
+                    let returns = returns.clone();
+                    let fun_args = job.arg.clone();
+                    tokio::spawn(async move {
+                        while let Some(r) = handle.returns.recv().await {
+                            let ret = SaltReturn {
+                                id: r.id,
+                                jid: r.jid.0,
+                                fun: r.fun,
+                                fun_args: fun_args.clone(),
+                                ret: r.ret,
+                                retcode: r.retcode,
+                                success: r.success,
+                            };
+                            if returns.send(ret).await.is_err() {
+                                warn!("Salt link closed; returns dropped.");
+                                return;
+                            }
+                        }
+                    });
+                }
+                Err(e) => debug!(jid = %job.jid, error = %e, "Publication not run."),
+            },
+            Err(e) => {
+                metrics::counter!(telemetry::MASTER_REJECTED, "reason" => "bad_target")
+                    .increment(1);
+                debug!(jid = %job.jid, error = %e, "Publication with an unusable target.");
+            }
+        }
+    }
+    announcer.abort();
+}
+
+fn to_request(job: &PublishedJob) -> Result<JobRequest, String> {
+    let tgt_type: TargetType = job
+        .tgt_type
+        .parse()
+        .map_err(|e| format!("target type {:?}: {e}", job.tgt_type))?;
+    let tgt = match &job.tgt {
+        Value::String(s) => Tgt::Expr(s.clone()),
+        Value::Array(a) => Tgt::List(
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        other => return Err(format!("target {other} is neither a string nor a list")),
+    };
+    Ok(JobRequest {
+        tgt,
+        tgt_type,
+        fun: job.fun.clone(),
+        arg: job.arg.clone(),
+        kwarg: job.kwarg.clone(),
+        batch: None,
+        timeout: None,
+        jid: Some(Jid(job.jid.clone())),
+    })
+}
+
+/// Keeps the link's view of ids and grains equal to the registry's: every change of
+/// the registry is diffed by grains pointer, so only new or changed devices are sent.
+async fn announce(fleet: Fleet, commands: mpsc::Sender<LinkCommand>) {
+    let mut sent: HashMap<String, Arc<Value>> = HashMap::new();
+    let mut seen_version = u64::MAX;
+    loop {
+        let reg = &fleet.registry;
+        reg.wait_for(|r| r.version() != seen_version).await;
+        // Coalesce: thousands of devices coming up together are one rescan, not
+        // thousands.
+        tokio::time::sleep(ANNOUNCE_COALESCE).await;
+        seen_version = reg.version();
+        let mut current: HashMap<String, Arc<Value>> = HashMap::with_capacity(reg.len());
+        for e in reg.iter() {
+            current.insert(e.key().to_string(), e.grains.clone());
+        }
+        for (id, grains) in &current {
+            let changed = sent.get(id).is_none_or(|g| !Arc::ptr_eq(g, grains));
+            if changed {
+                let cmd = LinkCommand::Upsert {
+                    id: id.clone(),
+                    grains: (**grains).clone(),
+                };
+                if commands.send(cmd).await.is_err() {
+                    return;
+                }
+            }
+        }
+        for id in sent.keys() {
+            if !current.contains_key(id)
+                && commands
+                    .send(LinkCommand::Remove { id: id.clone() })
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+        sent = current;
+    }
+}

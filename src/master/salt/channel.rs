@@ -1,0 +1,346 @@
+//! Request channel to the master's ret port: requests are pipelined over a few DEALER
+//! sockets and replies (which may come back out of order) are matched to their request
+//! by nonce: the signed nonce of clear `_auth` replies, a trial HMAC with each pending
+//! request's session key for AES replies, and the signed inner nonce of `send_private`
+//! (`_pillar`) replies.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmpv::Value;
+use rsa::PublicKey;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::crypto::{self, Crypticle};
+use super::envelope::{as_bytes, as_text, get, unpack};
+use super::keys::MinionKey;
+use super::SaltError;
+
+/// How a pending request's reply is recognised and opened.
+pub enum Expect {
+    /// Clear (`_auth`) reply whose signed load echoes the nonce.
+    Clear,
+    /// AES reply under this id's session key, prefixed by the nonce.
+    Aes(Crypticle),
+    /// `send_private` reply, opened with this minion key.
+    Private(Arc<MinionKey>),
+}
+
+/// A matched reply.
+#[derive(Debug)]
+pub enum Reply {
+    /// The whole clear envelope.
+    Clear(Value),
+    /// The decrypted AES payload.
+    Aes(Value),
+    /// The private payload (`pillar`) after signature/nonce checks.
+    Private(Value),
+    /// An unencrypted error answer (`"bad load"` and friends).
+    Error(String),
+}
+
+struct Entry {
+    expect: Expect,
+    tx: oneshot::Sender<Reply>,
+}
+
+type Pending = Arc<Mutex<HashMap<String, Entry>>>;
+
+/// Per socket: the outbound receiver and inbound sender handed to the transport.
+pub type SocketEnds = (mpsc::Receiver<Vec<u8>>, mpsc::Sender<Vec<u8>>);
+
+struct Socket {
+    tx: mpsc::Sender<Vec<u8>>,
+    pending: Pending,
+    permits: Arc<Semaphore>,
+}
+
+/// The multiplexed request channel.
+pub struct ReqChannel {
+    sockets: Vec<Socket>,
+    next: AtomicUsize,
+    timeout: Duration,
+}
+
+/// Requests in flight per socket (bounds trial-HMAC work per reply).
+const IN_FLIGHT: usize = 256;
+
+impl ReqChannel {
+    /// Wires `n` socket channel pairs. Returns the channel plus, per socket, the outbound
+    /// receiver and inbound sender to hand to the transport, and spawns the reply readers.
+    pub fn new(
+        n: usize,
+        timeout: Duration,
+        master_pub: Arc<std::sync::RwLock<Option<(PublicKey, String)>>>,
+    ) -> (Self, Vec<SocketEnds>, Vec<tokio::task::JoinHandle<()>>) {
+        let mut sockets = Vec::new();
+        let mut ends = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..n.max(1) {
+            let (out_tx, out_rx) = mpsc::channel(4096);
+            let (in_tx, in_rx) = mpsc::channel(4096);
+            let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+            tasks.push(tokio::spawn(reader(
+                in_rx,
+                pending.clone(),
+                master_pub.clone(),
+            )));
+            sockets.push(Socket {
+                tx: out_tx,
+                pending,
+                permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+            });
+            ends.push((out_rx, in_tx));
+        }
+        (
+            Self {
+                sockets,
+                next: AtomicUsize::new(0),
+                timeout,
+            },
+            ends,
+            tasks,
+        )
+    }
+
+    /// Sends `body` and waits (bounded) for the reply matched by `nonce`.
+    pub async fn request(
+        &self,
+        body: Vec<u8>,
+        nonce: &str,
+        expect: Expect,
+        kind: &'static str,
+    ) -> Result<Reply, SaltError> {
+        let idx = self.next.fetch_add(1, Ordering::Relaxed) % self.sockets.len();
+        let sock = &self.sockets[idx];
+        let _permit = sock
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SaltError::Closed)?;
+        let (tx, rx) = oneshot::channel();
+        lock(&sock.pending).insert(nonce.to_owned(), Entry { expect, tx });
+        metrics::counter!("drover_master_messages_total", "direction" => "out", "kind" => kind)
+            .increment(1);
+        if sock.tx.send(body).await.is_err() {
+            lock(&sock.pending).remove(nonce);
+            return Err(SaltError::Closed);
+        }
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(SaltError::Closed),
+            Err(_) => {
+                lock(&sock.pending).remove(nonce);
+                Err(SaltError::Timeout)
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn reject(reason: &'static str) {
+    metrics::counter!("drover_master_rejected_total", "reason" => reason).increment(1);
+}
+
+fn received(kind: &'static str) {
+    metrics::counter!("drover_master_messages_total", "direction" => "in", "kind" => kind)
+        .increment(1);
+}
+
+async fn reader(
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    pending: Pending,
+    master_pub: Arc<std::sync::RwLock<Option<(PublicKey, String)>>>,
+) {
+    while let Some(body) = rx.recv().await {
+        let Ok(v) = unpack(&body) else {
+            reject("garbage");
+            continue;
+        };
+        let matched = match &v {
+            Value::Map(_) if get(&v, "enc").and_then(as_text) == Some("clear") => {
+                match_clear(&pending, v.clone())
+            }
+            Value::Map(_) if get(&v, "key").is_some() && get(&v, "pillar").is_some() => {
+                let pending = pending.clone();
+                let mp = lock_read(&master_pub);
+                let v2 = v.clone();
+                tokio::task::spawn_blocking(move || match_private(&pending, &v2, mp.as_ref()))
+                    .await
+                    .unwrap_or(false)
+            }
+            Value::String(_) | Value::Binary(_) => match_aes(&pending, &body, &v),
+            _ => false,
+        };
+        if !matched {
+            // Plain error answers carry no nonce; hand it over if the owner is unambiguous.
+            let text = match &v {
+                Value::String(s) => s.as_str().map(str::to_owned),
+                Value::Map(_) => Some(v.to_string()),
+                _ => None,
+            };
+            let mut p = lock(&pending);
+            if let (Some(text), 1) = (text, p.len()) {
+                if let Some(key) = p.keys().next().cloned() {
+                    if let Some(e) = p.remove(&key) {
+                        received("error");
+                        let _ = e.tx.send(Reply::Error(text));
+                        continue;
+                    }
+                }
+            }
+            drop(p);
+            tracing::debug!("Uncorrelated reply from the master dropped.");
+            reject("uncorrelated");
+        }
+    }
+}
+
+fn lock_read(m: &std::sync::RwLock<Option<(PublicKey, String)>>) -> Option<PublicKey> {
+    m.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .map(|(k, _)| k.clone())
+}
+
+fn match_clear(pending: &Pending, env: Value) -> bool {
+    let nonce = match get(&env, "load") {
+        Some(Value::Map(_)) => None,
+        Some(l) => as_bytes(l)
+            .and_then(|b| unpack(b).ok())
+            .and_then(|inner| get(&inner, "nonce").and_then(as_text).map(str::to_owned)),
+        None => None,
+    };
+    let mut p = lock(pending);
+    let key = match nonce {
+        Some(n) => Some(n),
+        // Unsigned clear errors ("bad enc algo"): only an unambiguous single `_auth`.
+        None => {
+            let clear: Vec<&String> = p
+                .iter()
+                .filter(|(_, e)| matches!(e.expect, Expect::Clear))
+                .map(|(k, _)| k)
+                .collect();
+            (clear.len() == 1).then(|| clear[0].clone())
+        }
+    };
+    let Some(key) = key else { return false };
+    match p.remove(&key) {
+        Some(e) if matches!(e.expect, Expect::Clear) => {
+            received("auth_reply");
+            let _ = e.tx.send(Reply::Clear(env));
+            true
+        }
+        Some(e) => {
+            p.insert(key, e);
+            false
+        }
+        None => false,
+    }
+}
+
+fn match_aes(pending: &Pending, _body: &[u8], v: &Value) -> bool {
+    let Some(data) = as_bytes(v) else {
+        return false;
+    };
+    let mut p = lock(pending);
+    let mut hit = None;
+    for (nonce, e) in p.iter() {
+        if let Expect::Aes(c) = &e.expect {
+            if c.hmac_matches(data) {
+                if let Ok(payload) = c.loads(data, Some(nonce)) {
+                    hit = Some((nonce.clone(), payload));
+                    break;
+                }
+            }
+        }
+    }
+    let Some((nonce, payload)) = hit else {
+        return false;
+    };
+    let Some(e) = p.remove(&nonce) else {
+        return false;
+    };
+    match unpack(&payload) {
+        Ok(val) => {
+            received("aes_reply");
+            let _ = e.tx.send(Reply::Aes(val));
+        }
+        Err(_) => {
+            reject("garbage");
+            let _ = e.tx.send(Reply::Error("undecodable reply".into()));
+        }
+    }
+    true
+}
+
+/// Opens a `send_private` reply: decrypt the one-time key, the signed data, check the
+/// signature, then find the pending request by the inner nonce.
+fn match_private(pending: &Pending, v: &Value, master: Option<&PublicKey>) -> bool {
+    let (Some(enc_key), Some(blob)) = (
+        get(v, "key").and_then(as_bytes),
+        get(v, "pillar").and_then(as_bytes),
+    ) else {
+        return false;
+    };
+    let keys: Vec<Arc<MinionKey>> = {
+        let p = lock(pending);
+        let mut ks: Vec<Arc<MinionKey>> = Vec::new();
+        for e in p.values() {
+            if let Expect::Private(k) = &e.expect {
+                if !ks.iter().any(|x| Arc::ptr_eq(x, k)) {
+                    ks.push(k.clone());
+                }
+            }
+        }
+        ks
+    };
+    for k in keys {
+        let Ok(onetime) = crypto::oaep_decrypt(&k.private, "OAEP-SHA1", enc_key) else {
+            continue;
+        };
+        let Ok(c) = Crypticle::from_key_string(&onetime) else {
+            continue;
+        };
+        let Ok(signed) = c
+            .loads(blob, None)
+            .and_then(|b| unpack(&b).map_err(|_| crypto::CryptoError::NoMarker))
+        else {
+            continue;
+        };
+        let (Some(data), Some(sig)) = (
+            get(&signed, "data").and_then(as_bytes),
+            get(&signed, "sig").and_then(as_bytes),
+        ) else {
+            continue;
+        };
+        if let Some(mk) = master {
+            if crypto::verify(mk, "PKCS1v15-SHA1", data, sig).is_err() {
+                reject("bad_signature");
+                return true;
+            }
+        }
+        let Ok(inner) = unpack(data) else { continue };
+        if get(&inner, "key").and_then(as_bytes) != Some(enc_key) {
+            reject("malformed");
+            return true;
+        }
+        let Some(nonce) = get(&inner, "nonce").and_then(as_text) else {
+            continue;
+        };
+        let mut p = lock(pending);
+        if let Some(e) = p.remove(nonce) {
+            received("private_reply");
+            let pillar = get(&inner, "pillar").cloned().unwrap_or(Value::Nil);
+            let _ = e.tx.send(Reply::Private(pillar));
+            return true;
+        }
+    }
+    false
+}

@@ -1,0 +1,953 @@
+//! The link engine: per-id authentication and grains reporting, the verified publication
+//! stream, the link's own table of handed-out jobs (answers `saltutil.find_job` /
+//! `saltutil.running` itself), and returns with re-auth and retries.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::RngExt as _;
+use rmpv::Value;
+use rsa::PublicKey;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::auth::{self, AuthOutcome, ENC_ALGO, SIG_ALGO};
+use super::channel::{Expect, Reply, ReqChannel};
+use super::crypto::{self, Crypticle};
+use super::envelope::{self, as_text, from_json, get, map, pack, to_json, EnvelopeError};
+use super::keys::{self, MinionKey};
+use super::matcher;
+use super::transport::{endpoint, SubEvent, Transport, Worker};
+use super::{LinkCommand, PublishedJob, SaltConfig, SaltError, SaltReturn};
+
+/// How long a handed-out job counts as running for ids that have not returned.
+const JOB_TTL: Duration = Duration::from_secs(3600);
+/// Recently seen jids (duplicate copies under `zmq_filtering`).
+const RECENT_JIDS: usize = 4096;
+/// Returns being sent at once.
+const RETURN_CONCURRENCY: usize = 256;
+/// Minimum spacing of re-auths triggered by undecryptable publications.
+const PUB_REAUTH_SPACING: Duration = Duration::from_secs(10);
+const DEALERS: usize = 2;
+
+/// Functions the link answers itself instead of forwarding.
+const INTERNAL_FUNS: [&str; 3] = [
+    "saltutil.find_job",
+    "saltutil.running",
+    "saltutil.is_running",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdState {
+    New,
+    Pending,
+    Rejected,
+    Accepted,
+}
+
+struct IdEntry {
+    grains: serde_json::Value,
+    key: Option<Arc<MinionKey>>,
+    session: Option<Crypticle>,
+    /// Bumped on every successful auth.
+    session_gen: u64,
+    state: IdState,
+    authing: bool,
+    /// Bumped on every upsert that creates the entry (a removed-then-re-added id).
+    incarnation: u64,
+}
+
+struct JobRec {
+    info: serde_json::Map<String, serde_json::Value>,
+    tgt: serde_json::Value,
+    tgt_type: String,
+    started: Instant,
+    returned: HashSet<String>,
+}
+
+struct Shared {
+    cfg: SaltConfig,
+    master_label: String,
+    chan: ReqChannel,
+    shared_key: tokio::sync::OnceCell<Arc<MinionKey>>,
+    master_pub: Arc<RwLock<Option<(PublicKey, String)>>>,
+    aes: RwLock<Option<Crypticle>>,
+    last_serial: Mutex<Option<i64>>,
+    signed_seen: AtomicBool,
+    ids: Mutex<HashMap<String, IdEntry>>,
+    incarnations: Mutex<u64>,
+    auth_sem: Semaphore,
+    jobs: Mutex<HashMap<String, JobRec>>,
+    recent: Mutex<(VecDeque<String>, HashSet<String>)>,
+    local_ip: Option<String>,
+    last_pub_reauth: Mutex<Option<Instant>>,
+    stop: watch::Receiver<bool>,
+}
+
+/// Shutdown handle held by `SaltLink`.
+pub struct Shutdown {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    workers: Vec<Worker>,
+    shared: Arc<Shared>,
+}
+
+impl Shutdown {
+    /// Signals every task to stop, waits up to 3 s, then joins the socket threads.
+    pub async fn run(self) {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::sleep(Duration::from_secs(3));
+        tokio::pin!(deadline);
+        for mut t in self.tasks {
+            tokio::select! {
+                _ = &mut t => {}
+                _ = &mut deadline => t.abort(),
+            }
+        }
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                w.stop();
+            }
+        })
+        .await;
+        metrics::gauge!("drover_master_connected", "master" => self.shared.master_label.clone())
+            .set(0.0);
+        tracing::info!(master = %self.shared.master_label, "Salt link stopped.");
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn reject(reason: &'static str) {
+    metrics::counter!("drover_master_rejected_total", "reason" => reason).increment(1);
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Local address used to reach the master (for the `ipv4` grain). No packet is sent.
+async fn local_ip_towards(host: &str, port: u16) -> Option<String> {
+    let addr = tokio::net::lookup_host((host, port)).await.ok()?.next()?;
+    let bind = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let sock = tokio::net::UdpSocket::bind(bind).await.ok()?;
+    sock.connect(addr).await.ok()?;
+    Some(sock.local_addr().ok()?.ip().to_string())
+}
+
+pub async fn start(
+    cfg: SaltConfig,
+    transport: Arc<dyn Transport>,
+) -> Result<super::SaltLink, SaltError> {
+    let master_label = format!("{}:{}", cfg.host, cfg.ret_port);
+    metrics::gauge!("drover_master_connected", "master" => master_label.clone()).set(0.0);
+    let master_pub = Arc::new(RwLock::new(None));
+    let (chan, ends, mut tasks) = ReqChannel::new(DEALERS, cfg.request_timeout, master_pub.clone());
+    let mut workers = Vec::new();
+    for (out_rx, in_tx) in ends {
+        workers.push(transport.dealer(endpoint(&cfg.host, cfg.ret_port), out_rx, in_tx)?);
+    }
+    let (sub_tx, sub_rx) = mpsc::channel(1024);
+    workers.push(transport.subscribe(endpoint(&cfg.host, cfg.publish_port), sub_tx)?);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let local_ip = local_ip_towards(&cfg.host, cfg.ret_port).await;
+    let shared = Arc::new(Shared {
+        auth_sem: Semaphore::new(cfg.auth_concurrency),
+        cfg,
+        master_label,
+        chan,
+        shared_key: tokio::sync::OnceCell::new(),
+        master_pub,
+        aes: RwLock::new(None),
+        last_serial: Mutex::new(None),
+        signed_seen: AtomicBool::new(false),
+        ids: Mutex::new(HashMap::new()),
+        incarnations: Mutex::new(0),
+        jobs: Mutex::new(HashMap::new()),
+        recent: Mutex::new((VecDeque::new(), HashSet::new())),
+        local_ip,
+        last_pub_reauth: Mutex::new(None),
+        stop: stop_rx,
+    });
+
+    // Cached master key (blocking file read, off the executor).
+    let pki = shared.cfg.pki_dir.clone();
+    match tokio::task::spawn_blocking(move || keys::load_master_pub(&pki)).await {
+        Ok(Ok(Some(k))) => *write(&shared.master_pub) = Some(k),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => return Err(SaltError::Config(format!("key task: {e}"))),
+    }
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(4096);
+    let (jobs_tx, jobs_rx) = mpsc::channel(1024);
+    let (ret_tx, ret_rx) = mpsc::channel(4096);
+    tasks.push(tokio::spawn(command_loop(shared.clone(), cmd_rx)));
+    tasks.push(tokio::spawn(publish_loop(shared.clone(), sub_rx, jobs_tx)));
+    tasks.push(tokio::spawn(return_loop(shared.clone(), ret_rx)));
+    tracing::info!(master = %shared.master_label, "Salt link started.");
+    Ok(super::SaltLink {
+        commands: cmd_tx,
+        jobs: jobs_rx,
+        returns: ret_tx,
+        shutdown: Shutdown {
+            stop: stop_tx,
+            tasks,
+            workers,
+            shared,
+        },
+    })
+}
+
+async fn command_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<LinkCommand>) {
+    let mut stop = shared.stop.clone();
+    loop {
+        let cmd = tokio::select! {
+            c = rx.recv() => c,
+            _ = stop.changed() => None,
+        };
+        let Some(cmd) = cmd else { return };
+        match cmd {
+            LinkCommand::Upsert { id, grains } => upsert(&shared, id, grains),
+            LinkCommand::Remove { id } => {
+                lock(&shared.ids).remove(&id);
+                tracing::debug!(id = %id, "Minion id removed.");
+            }
+        }
+    }
+}
+
+fn upsert(shared: &Arc<Shared>, id: String, grains: serde_json::Value) {
+    if !keys::valid_id(&id) {
+        tracing::warn!(id = %id, "Invalid minion id ignored.");
+        reject("invalid_id");
+        return;
+    }
+    let grains = complete_grains(shared, &id, grains);
+    let mut ids = lock(&shared.ids);
+    match ids.get_mut(&id) {
+        Some(e) => {
+            let changed = e.grains != grains;
+            e.grains = grains;
+            if changed && e.state == IdState::Accepted {
+                tokio::spawn(send_grains(shared.clone(), id));
+            }
+        }
+        None => {
+            let inc = {
+                let mut n = lock(&shared.incarnations);
+                *n += 1;
+                *n
+            };
+            ids.insert(
+                id.clone(),
+                IdEntry {
+                    grains,
+                    key: None,
+                    session: None,
+                    session_gen: 0,
+                    state: IdState::New,
+                    authing: true,
+                    incarnation: inc,
+                },
+            );
+            tokio::spawn(auth_loop(shared.clone(), id, inc));
+        }
+    }
+}
+
+/// Adds `id` and `ipv4` (the address the master sees) so targeting and `manage.up` work.
+fn complete_grains(shared: &Shared, id: &str, grains: serde_json::Value) -> serde_json::Value {
+    let mut obj = match grains {
+        serde_json::Value::Object(o) => o,
+        _ => serde_json::Map::new(),
+    };
+    obj.entry("id")
+        .or_insert_with(|| serde_json::Value::String(id.to_owned()));
+    if let Some(ip) = &shared.local_ip {
+        let entry = obj
+            .entry("ipv4")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let serde_json::Value::Array(list) = entry {
+            if !list.iter().any(|v| v.as_str() == Some(ip)) {
+                list.push(serde_json::Value::String(ip.clone()));
+            }
+        }
+    }
+    serde_json::Value::Object(obj)
+}
+
+async fn key_for(shared: &Shared, id: &str) -> Result<Arc<MinionKey>, SaltError> {
+    if let Some(k) = lock(&shared.ids).get(id).and_then(|e| e.key.clone()) {
+        return Ok(k);
+    }
+    let key = if shared.cfg.per_device_keys {
+        keys::load_or_create_async(shared.cfg.pki_dir.join(id)).await?
+    } else {
+        shared
+            .shared_key
+            .get_or_try_init(|| keys::load_or_create_async(shared.cfg.pki_dir.clone()))
+            .await?
+            .clone()
+    };
+    if let Some(e) = lock(&shared.ids).get_mut(id) {
+        e.key = Some(key.clone());
+    }
+    Ok(key)
+}
+
+fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(6));
+    let d = exp.min(cap);
+    let jitter = rand::rng().random_range(0.8..1.2);
+    d.mul_f64(jitter)
+}
+
+/// Authenticates one id until accepted (or removed / shut down).
+async fn auth_loop(shared: Arc<Shared>, id: String, incarnation: u64) {
+    let mut attempt = 0u32;
+    let mut stop = shared.stop.clone();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let alive = lock(&shared.ids)
+            .get(&id)
+            .is_some_and(|e| e.incarnation == incarnation);
+        if !alive {
+            return;
+        }
+        let result = {
+            let Ok(_permit) = shared.auth_sem.acquire().await else {
+                return;
+            };
+            authenticate(&shared, &id).await
+        };
+        let wait = match result {
+            Ok(AuthOutcome::Accepted { .. }) => {
+                if let Some(e) = lock(&shared.ids).get_mut(&id) {
+                    e.authing = false;
+                }
+                tracing::info!(id = %id, "Minion id authenticated.");
+                send_grains(shared.clone(), id).await;
+                return;
+            }
+            Ok(AuthOutcome::Pending) => {
+                set_state(&shared, &id, IdState::Pending);
+                tracing::info!(id = %id, "Key pending acceptance on the master.");
+                backoff(0, shared.cfg.auth_retry, shared.cfg.auth_retry)
+            }
+            Ok(AuthOutcome::Full) => {
+                tracing::warn!(id = %id, "Master reports max_minions reached.");
+                backoff(attempt, shared.cfg.auth_retry, Duration::from_secs(300))
+            }
+            Ok(AuthOutcome::Rejected) => {
+                set_state(&shared, &id, IdState::Rejected);
+                tracing::warn!(id = %id, "Key rejected by the master.");
+                backoff(attempt, shared.cfg.auth_retry * 6, Duration::from_secs(600))
+            }
+            Err(e) => {
+                tracing::warn!(id = %id, error = %e, kind = e.kind(), "Authentication failed.");
+                backoff(attempt, Duration::from_secs(1), Duration::from_secs(60))
+            }
+        };
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+fn set_state(shared: &Shared, id: &str, state: IdState) {
+    if let Some(e) = lock(&shared.ids).get_mut(id) {
+        e.state = state;
+    }
+}
+
+/// One `_auth` exchange; on success installs the session and (possibly new) AES key.
+async fn authenticate(shared: &Arc<Shared>, id: &str) -> Result<AuthOutcome, SaltError> {
+    let key = key_for(shared, id).await?;
+    let master = read(&shared.master_pub).clone();
+    let (req, key) = {
+        let master = master.clone();
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let r = auth::build_request(&id, &key, master.as_ref().map(|(k, _)| k));
+            r.map(|r| (r, key))
+        })
+        .await
+        .map_err(|e| SaltError::Protocol(format!("auth task: {e}")))??
+    };
+    let body = req.body.clone();
+    let nonce = req.nonce.clone();
+    let reply = shared
+        .chan
+        .request(body, &nonce, Expect::Clear, "auth")
+        .await?;
+    let env = match reply {
+        Reply::Clear(env) => env,
+        Reply::Error(e) => return Err(SaltError::MasterError(e)),
+        other => return Err(SaltError::Protocol(format!("auth reply kind {other:?}"))),
+    };
+    let outcome = tokio::task::spawn_blocking(move || {
+        auth::process_reply(
+            &env,
+            &req,
+            &key,
+            master.as_ref().map(|(k, p)| (k, p.as_str())),
+        )
+    })
+    .await
+    .map_err(|e| SaltError::Protocol(format!("auth task: {e}")))??;
+    if let AuthOutcome::Accepted {
+        aes,
+        session,
+        new_master_pem,
+    } = &outcome
+    {
+        if let Some(pem) = new_master_pem {
+            let pki = shared.cfg.pki_dir.clone();
+            let pem2 = pem.clone();
+            tokio::task::spawn_blocking(move || keys::store_master_pub(&pki, &pem2))
+                .await
+                .map_err(|e| SaltError::Protocol(format!("key task: {e}")))??;
+            use rsa::pkcs8::DecodePublicKey;
+            if let Ok(k) = PublicKey::from_public_key_pem(pem) {
+                *write(&shared.master_pub) = Some((k, pem.clone()));
+                tracing::info!(master = %shared.master_label, "Master public key cached (first contact).");
+            }
+        }
+        install_aes(shared, aes);
+        if let Some(e) = lock(&shared.ids).get_mut(id) {
+            e.session = Some(session.clone());
+            e.session_gen += 1;
+            e.state = IdState::Accepted;
+        }
+    }
+    Ok(outcome)
+}
+
+fn install_aes(shared: &Shared, aes: &Crypticle) {
+    let mut cur = write(&shared.aes);
+    if cur.as_ref() != Some(aes) {
+        if cur.is_some() {
+            tracing::info!(master = %shared.master_label, "Master AES key rotated.");
+        }
+        *cur = Some(aes.clone());
+        // Each new AES key restarts the publish serial.
+        *lock(&shared.last_serial) = None;
+    }
+}
+
+/// Builds and sends an encrypted request for `id`; returns the decrypted answer.
+async fn aes_request(
+    shared: &Shared,
+    id: &str,
+    cmd: &'static str,
+    mut fields: Vec<(&str, Value)>,
+    kind: &'static str,
+) -> Result<(Value, u64), SaltError> {
+    let (session, gen, key) = {
+        let ids = lock(&shared.ids);
+        let e = ids.get(id).ok_or(SaltError::UnknownId)?;
+        match (&e.session, &e.key) {
+            (Some(s), Some(k)) if e.state == IdState::Accepted => {
+                (s.clone(), e.session_gen, k.clone())
+            }
+            _ => return Err(SaltError::UnknownId),
+        }
+    };
+    let nonce = crypto::new_nonce();
+    fields.push(("cmd", Value::from(cmd)));
+    fields.push(("id", Value::from(id)));
+    fields.push(("nonce", Value::from(nonce.as_str())));
+    fields.push(("ts", Value::from(now_secs())));
+    fields.push(("tok", Value::Binary(key.tok.clone())));
+    let inner = pack(&map(fields));
+    let env = map(vec![
+        ("enc", Value::from("aes")),
+        ("load", Value::Binary(session.dumps(&inner, None))),
+        ("version", Value::from(3)),
+        ("id", Value::from(id)),
+        ("enc_algo", Value::from(ENC_ALGO)),
+        ("sig_algo", Value::from(SIG_ALGO)),
+    ]);
+    let expect = if cmd == "_pillar" {
+        Expect::Private(key)
+    } else {
+        Expect::Aes(session)
+    };
+    match shared.chan.request(pack(&env), &nonce, expect, kind).await {
+        Ok(Reply::Aes(v) | Reply::Private(v)) => Ok((v, gen)),
+        Ok(Reply::Error(e)) => Err(SaltError::MasterError(e)),
+        Ok(Reply::Clear(_)) => Err(SaltError::Protocol("clear reply to aes request".into())),
+        Err(e) => Err(e),
+    }
+}
+
+/// Starts a re-auth of `id` unless one is running or a newer session exists.
+fn trigger_reauth(shared: &Arc<Shared>, id: &str, seen_gen: u64) {
+    let mut ids = lock(&shared.ids);
+    let Some(e) = ids.get_mut(id) else { return };
+    if e.authing || e.session_gen > seen_gen {
+        return;
+    }
+    e.authing = true;
+    let inc = e.incarnation;
+    tokio::spawn(auth_loop(shared.clone(), id.to_owned(), inc));
+}
+
+/// Waits (bounded) until `id` has a session newer than `seen_gen`.
+async fn wait_session(shared: &Shared, id: &str, seen_gen: Option<u64>, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let ok = lock(&shared.ids).get(id).is_some_and(|e| {
+            e.state == IdState::Accepted
+                && e.session.is_some()
+                && seen_gen.is_none_or(|g| e.session_gen > g)
+        });
+        if ok {
+            return true;
+        }
+        if Instant::now() >= deadline || *shared.stop.borrow() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Reports the id's grains (`_pillar` fills the master's grains cache) and a start event.
+async fn send_grains(shared: Arc<Shared>, id: String) {
+    let Some(grains) = lock(&shared.ids).get(&id).map(|e| e.grains.clone()) else {
+        return;
+    };
+    let fields = vec![
+        ("grains", from_json(&grains)),
+        ("saltenv", Value::Nil),
+        ("pillarenv", Value::Nil),
+        ("pillar_override", map(vec![])),
+        ("extra_minion_data", map(vec![])),
+        ("ver", Value::from("2")),
+    ];
+    match aes_request(&shared, &id, "_pillar", fields, "pillar").await {
+        Ok(_) => tracing::debug!(id = %id, "Grains reported."),
+        Err(e) => tracing::warn!(id = %id, error = %e, "Grains report failed."),
+    }
+    let tag = format!("salt/minion/{id}/start");
+    let fields = vec![
+        ("pretag", Value::Nil),
+        ("tag", Value::from(tag.as_str())),
+        (
+            "data",
+            Value::from(format!("Minion {id} started at {}", now_secs())),
+        ),
+    ];
+    if let Err(e) = aes_request(&shared, &id, "_minion_event", fields, "event").await {
+        tracing::debug!(id = %id, error = %e, "Start event failed.");
+    }
+}
+
+fn remember_jid(shared: &Shared, jid: &str) -> bool {
+    let mut r = lock(&shared.recent);
+    if r.1.contains(jid) {
+        return false;
+    }
+    r.0.push_back(jid.to_owned());
+    r.1.insert(jid.to_owned());
+    while r.0.len() > RECENT_JIDS {
+        if let Some(old) = r.0.pop_front() {
+            r.1.remove(&old);
+        }
+    }
+    true
+}
+
+async fn publish_loop(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<SubEvent>,
+    jobs_tx: mpsc::Sender<PublishedJob>,
+) {
+    let mut stop = shared.stop.clone();
+    loop {
+        let ev = tokio::select! {
+            e = rx.recv() => e,
+            _ = stop.changed() => None,
+        };
+        let Some(ev) = ev else { return };
+        match ev {
+            SubEvent::Connected(up) => {
+                tracing::info!(master = %shared.master_label, connected = up, "Publish connection state.");
+                metrics::gauge!("drover_master_connected", "master" => shared.master_label.clone())
+                    .set(if up { 1.0 } else { 0.0 });
+            }
+            SubEvent::Message(frames) => {
+                metrics::counter!("drover_master_messages_total", "direction" => "in", "kind" => "publish")
+                    .increment(1);
+                match verify_publish(&shared, &frames).await {
+                    Ok(Some(load)) => {
+                        if !dispatch(&shared, load, &jobs_tx).await {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "Publication rejected.");
+                        reject(e.label());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs every check on one publication. `Ok(None)` = harmless duplicate / not for us.
+async fn verify_publish(
+    shared: &Arc<Shared>,
+    frames: &[Vec<u8>],
+) -> Result<Option<Value>, EnvelopeError> {
+    let env = envelope::parse_publish_frames(frames)?;
+    let master = read(&shared.master_pub).as_ref().map(|(k, _)| k.clone());
+    if env.sig.is_some() && master.is_none() {
+        return Err(EnvelopeError::SignatureMissing);
+    }
+    let require = shared.signed_seen.load(Ordering::Relaxed);
+    if env.verify_signature(master.as_ref(), require)? {
+        shared.signed_seen.store(true, Ordering::Relaxed);
+    }
+    let Some(aes) = read(&shared.aes).clone() else {
+        reject("no_key");
+        return Ok(None);
+    };
+    let last = *lock(&shared.last_serial);
+    let opened = match env.open(&aes, last) {
+        Err(EnvelopeError::Crypto(crypto::CryptoError::Hmac)) => {
+            // The AES key may have rotated: re-auth one id, then try the same payload again.
+            if refresh_aes(shared, &aes).await {
+                let fresh = read(&shared.aes).clone();
+                match fresh {
+                    Some(k) => env.open(&k, *lock(&shared.last_serial)),
+                    None => return Ok(None),
+                }
+            } else {
+                Err(EnvelopeError::Crypto(crypto::CryptoError::Hmac))
+            }
+        }
+        other => other,
+    };
+    let v = match opened {
+        Ok(v) => v,
+        Err(EnvelopeError::Replay { got, last }) if got == last => {
+            // Same serial again: a duplicate copy (zmq_filtering) is expected and harmless.
+            reject("duplicate");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(s) = v.serial {
+        let mut last = lock(&shared.last_serial);
+        if last.is_none_or(|l| s > l) {
+            *last = Some(s);
+        }
+    }
+    Ok(Some(v.load))
+}
+
+/// Re-authenticates one accepted id to learn a rotated AES key. Rate-limited.
+async fn refresh_aes(shared: &Arc<Shared>, old: &Crypticle) -> bool {
+    {
+        let mut last = lock(&shared.last_pub_reauth);
+        if last.is_some_and(|t| t.elapsed() < PUB_REAUTH_SPACING) {
+            return read(&shared.aes).as_ref() != Some(old);
+        }
+        *last = Some(Instant::now());
+    }
+    let candidate = lock(&shared.ids)
+        .iter()
+        .find(|(_, e)| e.state == IdState::Accepted)
+        .map(|(id, _)| id.clone());
+    let Some(id) = candidate else { return false };
+    match authenticate(shared, &id).await {
+        Ok(AuthOutcome::Accepted { .. }) => {
+            let changed = read(&shared.aes).as_ref() != Some(old);
+            if changed {
+                // Other ids' sessions may be stale too (master restart): refresh lazily on
+                // their next failed request, but re-report grains for this one.
+                tokio::spawn(send_grains(shared.clone(), id));
+            }
+            changed
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "Re-auth after undecryptable publication failed.");
+            false
+        }
+    }
+}
+
+fn job_info(load: &Value) -> serde_json::Map<String, serde_json::Value> {
+    let mut info = serde_json::Map::new();
+    for k in ["fun", "arg", "tgt", "tgt_type", "jid", "ret", "user"] {
+        if let Some(v) = get(load, k) {
+            info.insert(k.to_owned(), to_json(v));
+        }
+    }
+    info.insert(
+        "pid".to_owned(),
+        serde_json::Value::from(std::process::id()),
+    );
+    info
+}
+
+/// Routes a verified publication. Returns false when the job receiver is gone.
+async fn dispatch(shared: &Arc<Shared>, load: Value, jobs_tx: &mpsc::Sender<PublishedJob>) -> bool {
+    let jid = get(&load, "jid").map(to_json).map(|j| match j {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    });
+    let Some(jid) = jid else {
+        reject("malformed");
+        return true;
+    };
+    let fun = match get(&load, "fun").map(to_json) {
+        Some(serde_json::Value::String(s)) => s,
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => {
+            reject("malformed");
+            return true;
+        }
+    };
+    if !remember_jid(shared, &jid) {
+        reject("duplicate");
+        return true;
+    }
+    let tgt = get(&load, "tgt").map(to_json).unwrap_or_default();
+    let tgt_type = get(&load, "tgt_type")
+        .and_then(as_text)
+        .unwrap_or("glob")
+        .to_owned();
+    let arg = match get(&load, "arg").map(to_json) {
+        Some(serde_json::Value::Array(a)) => a,
+        Some(serde_json::Value::Null) | None => Vec::new(),
+        Some(other) => vec![other],
+    };
+    let user = get(&load, "user").and_then(as_text).map(str::to_owned);
+    if INTERNAL_FUNS.contains(&fun.as_str()) {
+        answer_internal(shared, &jid, &fun, &arg, &tgt, &tgt_type, user);
+        return true;
+    }
+    {
+        let mut jobs = lock(&shared.jobs);
+        jobs.retain(|_, j| j.started.elapsed() < JOB_TTL);
+        jobs.insert(
+            jid.clone(),
+            JobRec {
+                info: job_info(&load),
+                tgt: tgt.clone(),
+                tgt_type: tgt_type.clone(),
+                started: Instant::now(),
+                returned: HashSet::new(),
+            },
+        );
+    }
+    let (arg, kwarg) = envelope::split_args(&arg);
+    let job = PublishedJob {
+        jid,
+        tgt,
+        tgt_type,
+        fun,
+        arg,
+        kwarg,
+        user,
+    };
+    tracing::debug!(jid = %job.jid, fun = %job.fun, "Job received.");
+    // Back-pressure: wait for room rather than dropping.
+    jobs_tx.send(job).await.is_ok()
+}
+
+/// Answers `saltutil.find_job` / `running` / `is_running` for each managed id targeted.
+fn answer_internal(
+    shared: &Arc<Shared>,
+    jid: &str,
+    fun: &str,
+    arg: &[serde_json::Value],
+    tgt: &serde_json::Value,
+    tgt_type: &str,
+    user: Option<String>,
+) {
+    let targets: Vec<String> = lock(&shared.ids)
+        .iter()
+        .filter(|(id, e)| {
+            e.state == IdState::Accepted
+                && matcher::matches(tgt, tgt_type, id, &e.grains) == Some(true)
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in targets {
+        let running = running_for(shared, &id);
+        let ret = match fun {
+            "saltutil.find_job" => {
+                let wanted = arg.first().and_then(|v| v.as_str()).unwrap_or_default();
+                running
+                    .into_iter()
+                    .find(|j| j.get("jid").and_then(|v| v.as_str()) == Some(wanted))
+                    .map_or_else(|| serde_json::json!({}), serde_json::Value::Object)
+            }
+            "saltutil.is_running" => {
+                let pattern = arg.first().and_then(|v| v.as_str()).unwrap_or("*");
+                serde_json::Value::Array(
+                    running
+                        .into_iter()
+                        .filter(|j| {
+                            j.get("fun")
+                                .and_then(|v| v.as_str())
+                                .is_some_and(|f| matcher::glob(pattern, f))
+                        })
+                        .map(serde_json::Value::Object)
+                        .collect(),
+                )
+            }
+            _ => serde_json::Value::Array(
+                running.into_iter().map(serde_json::Value::Object).collect(),
+            ),
+        };
+        let r = SaltReturn {
+            id,
+            jid: jid.to_owned(),
+            fun: fun.to_owned(),
+            fun_args: arg.to_vec(),
+            ret,
+            retcode: 0,
+            success: true,
+        };
+        tokio::spawn(send_return(shared.clone(), r, user.clone(), None));
+    }
+}
+
+fn running_for(shared: &Shared, id: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let grains = lock(&shared.ids)
+        .get(id)
+        .map(|e| e.grains.clone())
+        .unwrap_or_default();
+    lock(&shared.jobs)
+        .values()
+        .filter(|j| {
+            j.started.elapsed() < JOB_TTL
+                && !j.returned.contains(id)
+                && matcher::matches(&j.tgt, &j.tgt_type, id, &grains) != Some(false)
+        })
+        .map(|j| j.info.clone())
+        .collect()
+}
+
+async fn return_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<SaltReturn>) {
+    let sem = Arc::new(Semaphore::new(RETURN_CONCURRENCY));
+    let mut stop = shared.stop.clone();
+    loop {
+        // Admission before work: take a permit, then pull the next return.
+        let permit = tokio::select! {
+            p = sem.clone().acquire_owned() => p,
+            _ = stop.changed() => return,
+        };
+        let Ok(permit) = permit else { return };
+        let r = tokio::select! {
+            r = rx.recv() => r,
+            _ = stop.changed() => None,
+        };
+        let Some(r) = r else { return };
+        let user = {
+            let mut jobs = lock(&shared.jobs);
+            match jobs.get_mut(&r.jid) {
+                Some(j) => {
+                    j.returned.insert(r.id.clone());
+                    j.info
+                        .get("user")
+                        .and_then(|u| u.as_str())
+                        .map(str::to_owned)
+                }
+                None => None,
+            }
+        };
+        tokio::spawn(send_return(shared.clone(), r, user, Some(permit)));
+    }
+}
+
+/// Sends one `_return`, re-authenticating and retrying (bounded) on failure.
+async fn send_return(
+    shared: Arc<Shared>,
+    r: SaltReturn,
+    user: Option<String>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let attempts = shared.cfg.return_retries.saturating_add(1);
+    let mut seen_gen = None;
+    for attempt in 0..attempts {
+        if *shared.stop.borrow() {
+            break;
+        }
+        if !wait_session(&shared, &r.id, seen_gen, shared.cfg.request_timeout).await {
+            if !lock(&shared.ids).contains_key(&r.id) {
+                tracing::warn!(id = %r.id, jid = %r.jid, "Return for an unknown id dropped.");
+                break;
+            }
+            continue;
+        }
+        let mut fields = vec![
+            ("jid", Value::from(r.jid.as_str())),
+            ("fun", Value::from(r.fun.as_str())),
+            (
+                "fun_args",
+                from_json(&serde_json::Value::Array(r.fun_args.clone())),
+            ),
+            ("return", from_json(&r.ret)),
+            ("retcode", Value::from(r.retcode)),
+            ("success", Value::Boolean(r.success)),
+        ];
+        if let Some(u) = &user {
+            fields.push(("user", Value::from(u.as_str())));
+        }
+        match aes_request(&shared, &r.id, "_return", fields, "return").await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(id = %r.id, jid = %r.jid, attempt, error = %e, "Return failed; re-authenticating.");
+                let gen = lock(&shared.ids).get(&r.id).map_or(0, |e| e.session_gen);
+                trigger_reauth(&shared, &r.id, gen);
+                seen_gen = Some(gen);
+                tokio::time::sleep(backoff(
+                    attempt,
+                    Duration::from_millis(500),
+                    Duration::from_secs(10),
+                ))
+                .await;
+            }
+        }
+    }
+    metrics::counter!("drover_master_messages_total", "direction" => "out", "kind" => "return_dropped")
+        .increment(1);
+    tracing::error!(id = %r.id, jid = %r.jid, "Return dropped after retries.");
+}

@@ -1,0 +1,133 @@
+//! A thousand simulated SNMP agents (v2c and v3) managed by one fleet: every device
+//! answers `test.ping` and `snmp.get sysName.0` exactly once, faulty ones with an
+//! error that names the cause.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use drover::devsim::snmp::{SnmpFault, SnmpFaultRates, SnmpSim, SnmpSimConfig};
+use drover::fleet::registry::DeviceState;
+use drover::inventory::Inventory;
+
+use crate::support::*;
+
+struct SnmpSimThread {
+    sim: Arc<SnmpSim>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SnmpSimThread {
+    fn start(cfg: SnmpSimConfig) -> SnmpSimThread {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let sim = Arc::new(SnmpSim::start(cfg).await.expect("snmp sim"));
+                tx.send(sim.clone()).expect("send");
+                let _ = stop_rx.await;
+            });
+        });
+        SnmpSimThread {
+            sim: rx.recv().expect("sim"),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SnmpSimThread {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_thousand_snmp_agents_answer_exactly_once() {
+    let v2 = SnmpSimThread::start(SnmpSimConfig {
+        count: 900,
+        id_prefix: "sw-".into(),
+        interfaces: 4,
+        ..SnmpSimConfig::default()
+    });
+    let v3 = SnmpSimThread::start(SnmpSimConfig {
+        count: 100,
+        id_prefix: "sw3-".into(),
+        interfaces: 4,
+        faults: SnmpFaultRates::default(),
+        ..SnmpSimConfig::default()
+    });
+    let text = v2.sim.inventory_toml("2c") + &v3.sim.inventory_toml("3");
+    let inventory = Inventory::parse(&text, Path::new("<snmpsim>")).unwrap();
+    let mut cfg = fast_fleet();
+    cfg.health_interval = Duration::from_secs(3600);
+    cfg.device_timeout = Duration::from_millis(500);
+    let fleet = start_fleet(cfg, inventory).await;
+    assert_eq!(fleet.registry.count_in(DeviceState::Up), 1000);
+
+    // Faults after start-up, so the job meets them: a tenth of each kind.
+    let ids: Vec<String> = v2.sim.devices().iter().map(|d| d.id.clone()).collect();
+    let mut fault_of = HashMap::new();
+    for (k, (name, f)) in [
+        ("down", SnmpFault::Down),
+        ("malformed", SnmpFault::Malformed),
+        ("drop", SnmpFault::Drop(1.0)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for id in ids.iter().skip(k).step_by(10) {
+            v2.sim.set_fault(id, f);
+            fault_of.insert(id.clone(), name);
+        }
+    }
+    for fun in ["test.ping", "snmp.get"] {
+        let arg = if fun == "snmp.get" {
+            vec![json!("sysName.0")]
+        } else {
+            vec![]
+        };
+        let mut req = request("sw*", fun, arg);
+        req.timeout = Some(Duration::from_secs(20));
+        let (minions, rets) = run_job(&fleet, req).await;
+        assert_eq!(minions.len(), 1000);
+        assert_exactly_one_each(&minions, &rets);
+        for r in &rets {
+            match fault_of.get(&r.id) {
+                None => {
+                    assert!(r.success, "{r:?}");
+                    if fun == "snmp.get" {
+                        assert_eq!(r.ret[0]["value"], json!(r.id), "sysName is the id");
+                    } else {
+                        assert_eq!(r.ret, json!(true));
+                    }
+                }
+                Some(kind) => {
+                    assert!(!r.success, "{kind}: {r:?}");
+                    assert!(r.ret.as_str().is_some_and(|s| !s.is_empty()), "{r:?}");
+                }
+            }
+        }
+    }
+    let metrics = drover::telemetry::metrics_handle().render();
+    assert!(metrics.contains("drover_devices{driver=\"snmp\",state=\"up\"}"));
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("drover_device_op_errors_total{driver=\"snmp\",error_kind=\"timeout\"}")),
+        "SNMP timeouts are counted"
+    );
+}
