@@ -22,6 +22,9 @@ pub const DISPATCH_REJECTED: &str = "drover_dispatch_rejected_total";
 pub const MASTER_CONNECTED: &str = "drover_master_connected";
 pub const MASTER_MESSAGES: &str = "drover_master_messages_total";
 pub const MASTER_REJECTED: &str = "drover_master_rejected_total";
+pub const SNMP_RETRIES: &str = "drover_snmp_retries_total";
+pub const SNMP_TIMEOUTS: &str = "drover_snmp_timeouts_total";
+pub const SNMP_DROPPED: &str = "drover_snmp_dropped_total";
 pub const HTTP_REQUESTS: &str = "drover_http_requests_total";
 pub const PROCESS_RSS: &str = "drover_process_resident_memory_bytes";
 pub const PROCESS_CPU: &str = "drover_process_cpu_seconds_total";
@@ -86,6 +89,12 @@ fn describe() {
     describe_gauge!(MASTER_CONNECTED, "1 while the master link is connected.");
     describe_counter!(MASTER_MESSAGES, "Messages to and from masters.");
     describe_counter!(MASTER_REJECTED, "Master messages rejected, by reason.");
+    describe_counter!(SNMP_RETRIES, "SNMP requests sent again after a timeout.");
+    describe_counter!(SNMP_TIMEOUTS, "SNMP requests unanswered after every retry.");
+    describe_counter!(
+        SNMP_DROPPED,
+        "SNMP replies dropped: unmatched, malformed, or failing security checks."
+    );
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP API requests, by route and status class."

@@ -92,6 +92,7 @@ impl SnmpDevice {
         if let Some(name) = g.get("sysName").and_then(Value::as_str).map(str::to_owned) {
             let short = name.split('.').next().unwrap_or(&name).to_owned();
             g.insert("fqdn".into(), json!(name));
+            g.insert("host".into(), json!(short));
             g.insert("nodename".into(), json!(short));
         }
         Ok(g)

@@ -30,7 +30,7 @@ type Pending = DashMap<(SocketAddr, i32), oneshot::Sender<Vec<u8>>>;
 const RECV_BUF: usize = 65_536;
 
 fn dropped(reason: &'static str) {
-    metrics::counter!("drover_snmp_dropped_total", "reason" => reason).increment(1);
+    metrics::counter!(crate::telemetry::SNMP_DROPPED, "reason" => reason).increment(1);
 }
 
 /// Cheap to clone; all clones share sockets, pending map and receive thread.
@@ -168,7 +168,10 @@ impl SnmpTransport {
             key,
         };
         let mut last_err: Option<SnmpError> = None;
-        for _attempt in 0..=retries {
+        for attempt in 0..=retries {
+            if attempt > 0 {
+                metrics::counter!(crate::telemetry::SNMP_RETRIES).increment(1);
+            }
             let (tx, mut rx) = oneshot::channel();
             self.inner.pending.insert(key, tx);
             sock.send_to(bytes, addr).await?;
@@ -192,6 +195,9 @@ impl SnmpTransport {
                     Err(_) => break,
                 }
             }
+        }
+        if last_err.is_none() {
+            metrics::counter!(crate::telemetry::SNMP_TIMEOUTS).increment(1);
         }
         Err(last_err.unwrap_or(SnmpError::Timeout))
     }
