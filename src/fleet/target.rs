@@ -247,6 +247,12 @@ fn snippet(s: &str) -> String {
 
 /// Python `fnmatch.fnmatchcase`, which is what `fnmatch.fnmatch` does on POSIX:
 /// case-sensitive, `*` also matches `/` and newlines, no backslash escapes.
+/// Salt's fnmatch-style glob on any text (function names, for instance), with the
+/// same matcher the targets use.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    Glob::new(pattern).matches(text)
+}
+
 #[derive(Debug, Clone)]
 struct Glob {
     toks: Vec<GlobTok>,

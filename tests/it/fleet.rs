@@ -340,7 +340,7 @@ struct SimThreadCfg;
 
 impl SimThreadCfg {
     fn down_share(count: usize, down: f64) -> SimThread {
-        SimThread::start(RestSimConfig {
+        SimThread::rest(RestSimConfig {
             count,
             faults: FaultRates {
                 down,

@@ -36,7 +36,7 @@ async fn prometheus_scrapes_device_up() {
         return;
     };
     // Its own id prefix: other tests in this process share the metrics recorder.
-    let sim = SimThread::start(drover::devsim::RestSimConfig {
+    let sim = SimThread::rest(drover::devsim::RestSimConfig {
         count: 5,
         id_prefix: "prom-".into(),
         ..Default::default()

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -15,56 +14,19 @@ use drover::inventory::Inventory;
 
 use crate::support::*;
 
-struct SnmpSimThread {
-    sim: Arc<SnmpSim>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl SnmpSimThread {
-    fn start(cfg: SnmpSimConfig) -> SnmpSimThread {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let sim = Arc::new(SnmpSim::start(cfg).await.expect("snmp sim"));
-                tx.send(sim.clone()).expect("send");
-                let _ = stop_rx.await;
-            });
-        });
-        SnmpSimThread {
-            sim: rx.recv().expect("sim"),
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for SnmpSimThread {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+fn snmp_sim(cfg: SnmpSimConfig) -> OnThread<SnmpSim> {
+    OnThread::start(move || SnmpSim::start(cfg))
 }
 
 #[actix_rt::test]
 async fn a_thousand_snmp_agents_answer_exactly_once() {
-    let v2 = SnmpSimThread::start(SnmpSimConfig {
+    let v2 = snmp_sim(SnmpSimConfig {
         count: 900,
         id_prefix: "sw-".into(),
         interfaces: 4,
         ..SnmpSimConfig::default()
     });
-    let v3 = SnmpSimThread::start(SnmpSimConfig {
+    let v3 = snmp_sim(SnmpSimConfig {
         count: 100,
         id_prefix: "sw3-".into(),
         interfaces: 4,

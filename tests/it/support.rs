@@ -12,14 +12,20 @@ use drover::fleet::Fleet;
 use drover::inventory::Inventory;
 use drover::job::{JobRequest, Return, Tgt};
 
-pub struct SimThread {
-    pub sim: Arc<RestSim>,
+/// A simulator running on a thread and runtime of its own, as real devices would be
+/// separate machines; stopped when dropped.
+pub struct OnThread<S: Send + Sync + 'static> {
+    pub sim: Arc<S>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl SimThread {
-    pub fn start(cfg: RestSimConfig) -> SimThread {
+impl<S: Send + Sync + 'static> OnThread<S> {
+    pub fn start<F, Fut>(start: F) -> OnThread<S>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = std::io::Result<S>>,
+    {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -29,18 +35,38 @@ impl SimThread {
                 .build()
                 .expect("sim runtime");
             rt.block_on(async move {
-                let sim = Arc::new(RestSim::start(cfg).await.expect("sim start"));
+                let sim = Arc::new(start().await.expect("sim start"));
                 tx.send(sim.clone()).expect("send sim");
                 let _ = stop_rx.await;
                 drop(sim);
             });
         });
         let sim = rx.recv().expect("sim started");
-        SimThread {
+        OnThread {
             sim,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
+    }
+}
+
+impl<S: Send + Sync + 'static> Drop for OnThread<S> {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The REST simulator on its own thread.
+pub type SimThread = OnThread<RestSim>;
+
+impl OnThread<RestSim> {
+    pub fn rest(cfg: RestSimConfig) -> SimThread {
+        OnThread::start(move || RestSim::start(cfg))
     }
 
     pub fn inventory(&self) -> Inventory {
@@ -52,19 +78,8 @@ impl SimThread {
     }
 }
 
-impl Drop for SimThread {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 pub fn sim(count: usize) -> SimThread {
-    SimThread::start(RestSimConfig {
+    SimThread::rest(RestSimConfig {
         count,
         ..RestSimConfig::default()
     })
