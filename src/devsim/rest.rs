@@ -613,11 +613,22 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 /// refused while no other socket (another simulator, a client's source port) can
 /// take the port and answer in the device's place.
 fn reserve_port(addr: SocketAddr) -> io::Result<TcpSocket> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
+    let new = || {
+        if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
     };
+    // Without SO_REUSEADDR first: Linux lets two sockets share a port when both
+    // set it and neither listens, so a reserving socket with the flag would not
+    // keep another simulator's (flagged) bind out. With it only as a fallback,
+    // when the device's own closed connections still sit in TIME_WAIT.
+    let socket = new()?;
+    if socket.bind(addr).is_ok() {
+        return Ok(socket);
+    }
+    let socket = new()?;
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     Ok(socket)

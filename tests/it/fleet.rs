@@ -18,7 +18,7 @@ use crate::support::*;
 
 #[actix_rt::test]
 async fn down_device_fails_fast_restarts_with_backoff_and_recovers() {
-    let sim = sim(3);
+    let sim = sim_at(3, 31400);
     let fleet = start_fleet(fast_fleet(), sim.inventory()).await;
     let victim = "rest-0002";
     assert_eq!(fleet.registry.state(victim), Some(DeviceState::Up));
@@ -97,7 +97,7 @@ async fn down_device_fails_fast_restarts_with_backoff_and_recovers() {
 #[actix_rt::test]
 async fn exactly_one_return_per_device_with_ten_percent_of_each_fault() {
     let count = 300;
-    let sim = sim(count);
+    let sim = sim_at(count, 31000);
     let mut cfg = fast_fleet();
     // Health checks stay out of the way so the job itself meets the faults.
     cfg.health_interval = Duration::from_secs(3600);
@@ -342,6 +342,7 @@ impl SimThreadCfg {
     fn down_share(count: usize, down: f64) -> SimThread {
         SimThread::rest(RestSimConfig {
             count,
+            base_port: 31410,
             faults: FaultRates {
                 down,
                 ..FaultRates::default()

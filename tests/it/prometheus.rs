@@ -39,6 +39,7 @@ async fn prometheus_scrapes_device_up() {
     let sim = SimThread::rest(drover::devsim::RestSimConfig {
         count: 5,
         id_prefix: "prom-".into(),
+        base_port: 31440,
         ..Default::default()
     });
     sim.sim

@@ -123,7 +123,7 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let sim = sim(4);
+    let sim = sim_at(4, 31450);
     sim.sim.set_fault_and_wait("rest-0004", Fault::Down).await;
     let mut cfg = Config {
         fleet: fast_fleet(),

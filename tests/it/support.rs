@@ -78,6 +78,17 @@ impl OnThread<RestSim> {
     }
 }
 
+/// Simulated devices on fixed ports below the kernel's ephemeral range. Tests that
+/// take devices down use this: a down device's ephemeral port is free for another
+/// simulator of this process to pick, which would then answer in its place.
+pub fn sim_at(count: usize, base_port: u16) -> SimThread {
+    SimThread::rest(RestSimConfig {
+        count,
+        base_port,
+        ..RestSimConfig::default()
+    })
+}
+
 pub fn sim(count: usize) -> SimThread {
     SimThread::rest(RestSimConfig {
         count,
