@@ -43,6 +43,7 @@
 
 mod http;
 pub mod rest;
+mod shares;
 pub mod snmp;
 
 pub use rest::{Fault, FaultRates, RestSim, RestSimConfig, SimDeviceInfo};

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +26,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, trace, warn};
+
+use super::shares::{assign_shares, toml_string};
 
 use super::http::{self, ConnHeader, Method, RequestHead};
 
@@ -519,43 +520,11 @@ impl Drop for RestSim {
     }
 }
 
-/// A TOML basic string (quoted and escaped).
-fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn share_count(share: f64, count: usize) -> usize {
-    if share.is_nan() || share <= 0.0 {
-        return 0;
-    }
-    // The float round trip is exact for any realistic fleet size.
-    (share.min(1.0) * count as f64).round() as usize
-}
-
 /// Initial fault of every device, plus the length of the first "up" phase of
 /// flapping devices (staggered so the flapping set does not go down in
 /// lockstep). Deterministic for a given seed.
 fn assign_faults(count: usize, rates: &FaultRates) -> (Vec<Fault>, Vec<Option<Duration>>) {
     let mut rng = StdRng::seed_from_u64(rates.seed);
-    let mut order: Vec<usize> = (0..count).collect();
-    order.shuffle(&mut rng);
-    let mut faults = vec![Fault::None; count];
     let mut first_flap = vec![None; count];
     let flap_period = rates.flap_period.max(MIN_FLAP_PERIOD);
     let kinds = [
@@ -571,18 +540,14 @@ fn assign_faults(count: usize, rates: &FaultRates) -> (Vec<Fault>, Vec<Option<Du
         (rates.garbage, Fault::Garbage),
         (rates.reset, Fault::Reset),
     ];
-    let mut next = 0;
-    for (share, fault) in kinds {
-        let take = share_count(share, count).min(count - next);
-        for &dev in &order[next..next + take] {
-            if matches!(fault, Fault::Flapping { .. }) {
-                let nanos = u64::try_from(flap_period.as_nanos()).unwrap_or(u64::MAX);
-                first_flap[dev] = Some(Duration::from_nanos(rng.random_range(1..=nanos)));
+    let faults = assign_shares(count, &mut rng, &kinds, Fault::None, |dev, fault, rng| {
+        if matches!(fault, Fault::Flapping { .. }) {
+            let nanos = u64::try_from(flap_period.as_nanos()).unwrap_or(u64::MAX);
+            if let Some(slot) = first_flap.get_mut(dev) {
+                *slot = Some(Duration::from_nanos(rng.random_range(1..=nanos)));
             }
-            faults[dev] = fault.clone();
         }
-        next += take;
-    }
+    });
     (faults, first_flap)
 }
 
@@ -1910,7 +1875,6 @@ mod tests {
             assert_eq!(t["proxytype"].as_str(), Some("rest_sample"));
             assert_eq!(t["url"].as_str(), Some(d.url.as_str()));
         }
-        assert_eq!(toml_string("a\u{1}b\n"), r#""a\u0001b\n""#);
         sim.shutdown().await;
     }
 

@@ -37,11 +37,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use tokio::net::UdpSocket;
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::shares::{assign_shares, toml_string};
 use crate::drivers::snmp::usm::{self, LocalizedKeys};
 use crate::drivers::snmp::{
     decode_message, encode_message, AuthProtocol, CommunityMessage, Message, Oid, Pdu, PduType,
@@ -759,36 +759,16 @@ async fn run_agent(sock: Arc<UdpSocket>, shared: Arc<Shared>, agent: Arc<Agent>)
     }
 }
 
-fn share_count(share: f64, count: usize) -> usize {
-    if share.is_nan() || share <= 0.0 {
-        return 0;
-    }
-    (share.min(1.0) * count as f64).round() as usize
-}
-
 /// Start faults: disjoint shares over a seeded shuffle of the agents.
 fn assign_faults(count: usize, rates: &SnmpFaultRates) -> Vec<SnmpFault> {
-    let mut rng = StdRng::seed_from_u64(rates.seed);
-    let mut order: Vec<usize> = (0..count).collect();
-    order.shuffle(&mut rng);
-    let mut faults = vec![SnmpFault::None; count];
     let kinds = [
         (rates.down, SnmpFault::Down),
         (rates.slow, SnmpFault::Slow(rates.slow_latency)),
         (rates.drop, SnmpFault::Drop(rates.drop_share)),
         (rates.malformed, SnmpFault::Malformed),
     ];
-    let mut next = 0;
-    for (share, fault) in kinds {
-        let take = share_count(share, count).min(count - next);
-        for &dev in order.get(next..next + take).unwrap_or(&[]) {
-            if let Some(f) = faults.get_mut(dev) {
-                *f = fault;
-            }
-        }
-        next += take;
-    }
-    faults
+    let mut rng = StdRng::seed_from_u64(rates.seed);
+    assign_shares(count, &mut rng, &kinds, SnmpFault::None, |_, _, _| {})
 }
 
 /// Engine id: enterprise 8072 (Net-SNMP) format octet 0x80 + 4-byte index.
@@ -813,24 +793,6 @@ fn priv_name(p: &PrivProtocol) -> &'static str {
         PrivProtocol::Aes128 => "AES",
         PrivProtocol::Aes256 => "AES-256",
     }
-}
-
-/// A TOML basic string.
-fn toml_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The running simulator. Dropping it stops all agents.
@@ -988,23 +950,23 @@ impl SnmpSim {
         let mut out = String::new();
         for d in &self.devices {
             let _ = writeln!(out, "[[device]]");
-            let _ = writeln!(out, "id = {}", toml_str(&d.id));
+            let _ = writeln!(out, "id = {}", toml_string(&d.id));
             let _ = writeln!(out, "proxytype = \"snmp\"");
-            let _ = writeln!(out, "host = {}", toml_str(&d.addr.ip().to_string()));
+            let _ = writeln!(out, "host = {}", toml_string(&d.addr.ip().to_string()));
             let _ = writeln!(out, "port = {}", d.addr.port());
-            let _ = writeln!(out, "version = {}", toml_str(version));
+            let _ = writeln!(out, "version = {}", toml_string(version));
             if version == "3" {
                 if let Some(u) = &self.v3_user {
-                    let _ = writeln!(out, "user = {}", toml_str(&u.name));
+                    let _ = writeln!(out, "user = {}", toml_string(&u.name));
                     let _ = writeln!(out, "auth_protocol = \"{}\"", auth_name(&u.auth.0));
-                    let _ = writeln!(out, "auth_password = {}", toml_str(&u.auth.1));
+                    let _ = writeln!(out, "auth_password = {}", toml_string(&u.auth.1));
                     if let Some((p, pw)) = &u.privacy {
                         let _ = writeln!(out, "priv_protocol = \"{}\"", priv_name(p));
-                        let _ = writeln!(out, "priv_password = {}", toml_str(pw));
+                        let _ = writeln!(out, "priv_password = {}", toml_string(pw));
                     }
                 }
             } else {
-                let _ = writeln!(out, "community = {}", toml_str(&self.write_community));
+                let _ = writeln!(out, "community = {}", toml_string(&self.write_community));
             }
             out.push('\n');
         }
@@ -1540,7 +1502,6 @@ mod tests {
         let dbg = format!("{:?}", SnmpSimConfig::default());
         assert!(!dbg.contains("drover-auth-pass") && !dbg.contains("drover-priv-pass"));
         assert!(!dbg.contains("public") && !dbg.contains("private"));
-        assert_eq!(toml_str("a\"b\\"), "\"a\\\"b\\\\\"");
     }
 
     async fn snmpwalk(args: &[&str]) -> Option<String> {

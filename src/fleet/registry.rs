@@ -271,23 +271,40 @@ impl Registry {
         self.changed.notify_waiters();
     }
 
+    /// Moves this registry's own count and the process-wide gauge by `delta`. The gauge
+    /// is moved, never set, so several registries in one process (shards side by side
+    /// in tests, a fleet being replaced) add up instead of overwriting each other.
     fn count(&self, driver: &'static str, state: DeviceState, delta: i64) {
-        let n = {
+        {
             let Ok(mut c) = self.counts.lock() else {
                 return;
             };
-            let n = c.entry((driver, state)).or_insert(0);
-            *n += delta;
-            *n
-        };
+            *c.entry((driver, state)).or_insert(0) += delta;
+        }
         metrics::gauge!(telemetry::DEVICES, "driver" => driver, "state" => state.as_str())
-            .set(n as f64);
+            .increment(delta as f64);
     }
 
     fn publish_up(&self, id: &str, driver: &'static str, state: DeviceState) {
         let up = if state == DeviceState::Up { 1.0 } else { 0.0 };
         metrics::gauge!(telemetry::DEVICE_UP, "device" => id.to_owned(), "driver" => driver)
             .set(up);
+    }
+}
+
+/// A registry that goes away takes its devices out of the process-wide gauge.
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let counts = match self.counts.get_mut() {
+            Ok(c) => std::mem::take(c),
+            Err(poisoned) => std::mem::take(poisoned.into_inner()),
+        };
+        for ((driver, state), n) in counts {
+            if n != 0 {
+                metrics::gauge!(telemetry::DEVICES, "driver" => driver, "state" => state.as_str())
+                    .decrement(n as f64);
+            }
+        }
     }
 }
 
@@ -320,4 +337,61 @@ pub fn base_grains(spec: &DeviceSpec, reported: Option<&Map<String, Value>>) -> 
     // The id is the minion's identity; a device cannot rename itself.
     g.insert("id".into(), Value::String(spec.id.clone()));
     g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{DriverConfig, DummyBehaviour};
+
+    fn dummy(id: &str) -> Arc<DeviceSpec> {
+        Arc::new(DeviceSpec {
+            id: id.into(),
+            driver: DriverConfig::Dummy(DummyBehaviour::Ok),
+            grains: Map::new(),
+            timeout: None,
+        })
+    }
+
+    fn gauge_line(rendered: &str, state: &str) -> Option<String> {
+        let prefix = format!("drover_devices{{driver=\"dummy\",state=\"{state}\"}} ");
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+    }
+
+    /// Two registries in one process add up in `drover_devices`, and one that is
+    /// dropped takes its devices with it; a set-per-registry gauge would show 2 here.
+    #[test]
+    fn device_gauge_sums_registries_and_forgets_dropped_ones() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let a = Registry::new();
+            let b = Registry::new();
+            for i in 0..3 {
+                a.upsert(dummy(&format!("a{i}")), 1, None);
+                a.set_state(&format!("a{i}"), 1, DeviceState::Up, None);
+            }
+            for i in 0..2 {
+                b.upsert(dummy(&format!("b{i}")), 1, None);
+                b.set_state(&format!("b{i}"), 1, DeviceState::Up, None);
+            }
+            b.upsert(dummy("b-starting"), 1, None);
+            assert_eq!(gauge_line(&handle.render(), "up").as_deref(), Some("5"));
+            assert_eq!(
+                gauge_line(&handle.render(), "starting").as_deref(),
+                Some("1")
+            );
+            a.remove("a0");
+            assert_eq!(gauge_line(&handle.render(), "up").as_deref(), Some("4"));
+            drop(b);
+            assert_eq!(gauge_line(&handle.render(), "up").as_deref(), Some("2"));
+            assert_eq!(
+                gauge_line(&handle.render(), "starting").as_deref(),
+                Some("0")
+            );
+            assert_eq!(a.count_in(DeviceState::Up), 2);
+        });
+    }
 }

@@ -149,10 +149,14 @@ async fn http_api_and_cli() {
         .text()
         .await
         .unwrap();
-    assert!(
-        m.contains("drover_devices{driver=\"rest_sample\",state=\"up\"} 12"),
-        "{m}"
-    );
+    // The gauge is process-wide and other tests' fleets share this process, so it
+    // holds at least our 12; the exact sum is pinned by the registry's unit test.
+    let up: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("drover_devices{driver=\"rest_sample\",state=\"up\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no rest_sample up gauge in {m}"));
+    assert!(up >= 12.0, "{m}");
     assert!(m.contains("drover_dispatch_admitted_total"));
     assert!(m.contains("drover_process_resident_memory_bytes"));
     assert!(!m.contains("s3cret"));
