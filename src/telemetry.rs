@@ -22,6 +22,8 @@ pub const DISPATCH_REJECTED: &str = "drover_dispatch_rejected_total";
 pub const MASTER_CONNECTED: &str = "drover_master_connected";
 pub const MASTER_MESSAGES: &str = "drover_master_messages_total";
 pub const MASTER_REJECTED: &str = "drover_master_rejected_total";
+pub const MASTER_AES_ROTATIONS: &str = "drover_master_aes_rotations_total";
+pub const MASTER_AUTH: &str = "drover_master_auth_total";
 pub const SNMP_RETRIES: &str = "drover_snmp_retries_total";
 pub const SNMP_TIMEOUTS: &str = "drover_snmp_timeouts_total";
 pub const SNMP_DROPPED: &str = "drover_snmp_dropped_total";
@@ -89,6 +91,14 @@ fn describe() {
     describe_gauge!(MASTER_CONNECTED, "1 while the master link is connected.");
     describe_counter!(MASTER_MESSAGES, "Messages to and from masters.");
     describe_counter!(MASTER_REJECTED, "Master messages rejected, by reason.");
+    describe_counter!(
+        MASTER_AUTH,
+        "Authentication exchanges with the master per device id, by outcome."
+    );
+    describe_counter!(
+        MASTER_AES_ROTATIONS,
+        "Times the master's AES publish key changed under Drover (rotation, restart)."
+    );
     describe_counter!(SNMP_RETRIES, "SNMP requests sent again after a timeout.");
     describe_counter!(SNMP_TIMEOUTS, "SNMP requests unanswered after every retry.");
     describe_counter!(

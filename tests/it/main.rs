@@ -7,6 +7,8 @@ mod functions;
 mod operate;
 mod prometheus;
 mod salt;
+mod salt_master;
 mod snmp_fleet;
 mod snmpd;
 mod support;
+mod zmtp_proxy;

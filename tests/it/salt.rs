@@ -4,90 +4,15 @@
 //! longer than the CLI's timeout survives `saltutil.find_job`. Skips loudly when Salt
 //! is not installed (.ci/run installs it into a venv).
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
 
-use drover::config::{Config, MasterKind};
 use drover::devsim::Fault;
 use drover::run::Daemon;
 
+use crate::salt_master::*;
 use crate::support::*;
-
-fn salt_bin_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SALT_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/venv-salt/bin"));
-    dir.join("salt-master").exists().then_some(dir)
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-struct Master {
-    child: Child,
-}
-
-impl Drop for Master {
-    /// The master forks workers: stop its whole process group (it leads its own group).
-    fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let group = format!("-{pid}");
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", "--", &group])
-                .status();
-            std::thread::sleep(Duration::from_millis(1500));
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &group])
-                .status();
-        }
-        let _ = self.child.start_kill();
-    }
-}
-
-fn write_master_config(dir: &Path, pub_port: u16, ret_port: u16) {
-    let root = dir.join("root");
-    for sub in [
-        "pki",
-        "cache",
-        "sock",
-        "log",
-        "run",
-        "srv/salt",
-        "srv/pillar",
-    ] {
-        std::fs::create_dir_all(root.join(sub)).expect("mkdir");
-    }
-    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-    let r = root.display();
-    let cfg = format!(
-        "root_dir: {r}\npki_dir: {r}/pki\ncachedir: {r}/cache\nsock_dir: {r}/sock\n\
-         log_file: {r}/log/master.log\npidfile: {r}/run/salt-master.pid\nuser: {user}\n\
-         interface: 127.0.0.1\npublish_port: {pub_port}\nret_port: {ret_port}\n\
-         auto_accept: True\nlog_level_logfile: info\n\
-         file_roots: {{base: [{r}/srv/salt]}}\npillar_roots: {{base: [{r}/srv/pillar]}}\n"
-    );
-    std::fs::write(dir.join("master"), cfg).expect("write config");
-}
-
-/// Runs a Salt CLI command (bounded) and parses its JSON output.
-async fn salt_json(bin: &Path, prog: &str, cfg: &Path, args: &[&str]) -> (Value, String) {
-    let mut cmd = Command::new(bin.join(prog));
-    cmd.arg("-c").arg(cfg).args(args).kill_on_drop(true);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("salt command timed out")
-        .expect("salt command failed to run");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let text = format!("{stdout}\nSTDERR: {}", String::from_utf8_lossy(&out.stderr));
-    (serde_json::from_str(&stdout).unwrap_or(Value::Null), text)
-}
 
 #[actix_rt::test]
 async fn real_salt_master_sees_every_device_as_a_minion() {
@@ -95,48 +20,13 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
         eprintln!("\n!!!!!! SKIPPED real_salt_master_sees_every_device_as_a_minion: no salt-master in $SALT_BIN_DIR or /work/venv-salt/bin !!!!!!\n");
         return;
     };
+    let _one = ONE_AT_A_TIME.lock().await;
+    logs();
     let tmp = tempfile::tempdir().expect("tmp");
-    let cfg_dir = tmp.path().join("master-conf");
-    std::fs::create_dir_all(&cfg_dir).expect("mkdir");
-    let (pub_port, ret_port) = (free_port(), free_port());
-    write_master_config(&cfg_dir, pub_port, ret_port);
-    let child = Command::new(bin.join("salt-master"))
-        .arg("-c")
-        .arg(&cfg_dir)
-        .args(["-l", "warning"])
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start salt-master");
-    let _master = Master { child };
-    let start = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", ret_port))
-        .await
-        .is_err()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "master did not bind"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
+    let master = SaltMaster::start(&bin, tmp.path(), "").await;
     let sim = sim_at(4, 31450);
     sim.sim.set_fault_and_wait("rest-0004", Fault::Down).await;
-    let mut cfg = Config {
-        fleet: fast_fleet(),
-        ..Config::default()
-    };
-    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.fleet.job_timeout = Duration::from_secs(60);
-    cfg.master.kind = MasterKind::Salt;
-    cfg.master.host = Some("127.0.0.1".into());
-    cfg.master.publish_port = pub_port;
-    cfg.master.ret_port = ret_port;
-    cfg.master.pki_dir = tmp.path().join("drover-pki");
-    cfg.master.auth_retry = Duration::from_secs(1);
+    let cfg = master.drover_config(&tmp.path().join("drover-pki"), None);
     let daemon = Daemon::start(&cfg, sim.inventory(), None)
         .await
         .expect("daemon");
@@ -147,13 +37,12 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
     let mut ping = Value::Null;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(90) {
-        let (v, _) = salt_json(
-            &bin,
-            "salt",
-            &cfg_dir,
-            &["*", "test.ping", "--out", "json", "--static", "-t", "10"],
-        )
-        .await;
+        let (v, _) = master
+            .cli(
+                "salt",
+                &["*", "test.ping", "--out", "json", "--static", "-t", "10"],
+            )
+            .await;
         if all.iter().all(|id| v.get(id).is_some()) {
             ping = v;
             break;
@@ -168,7 +57,7 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
         .unwrap_or_else(|| panic!("down device answers with an error: {ping}"));
     assert!(down.contains("device unreachable"), "{down}");
 
-    let (keys, text) = salt_json(&bin, "salt-key", &cfg_dir, &["-L", "--out", "json"]).await;
+    let (keys, text) = master.cli("salt-key", &["-L", "--out", "json"]).await;
     let accepted: Vec<&str> = keys["minions"]
         .as_array()
         .unwrap_or_else(|| panic!("{text}"))
@@ -177,85 +66,83 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
         .collect();
     assert_eq!(accepted, all, "one key entry per device id");
 
-    let (v, text) = salt_json(
-        &bin,
-        "salt",
-        &cfg_dir,
-        &[
-            "-G",
-            "os:RestExampleOS",
-            "test.ping",
-            "--out",
-            "json",
-            "--static",
-            "-t",
-            "10",
-        ],
-    )
-    .await;
+    let (v, text) = master
+        .cli(
+            "salt",
+            &[
+                "-G",
+                "os:RestExampleOS",
+                "test.ping",
+                "--out",
+                "json",
+                "--static",
+                "-t",
+                "10",
+            ],
+        )
+        .await;
     assert_eq!(
         v,
         json!({"rest-0001": true, "rest-0002": true, "rest-0003": true}),
         "{text}"
     );
 
-    let (v, text) = salt_json(
-        &bin,
-        "salt",
-        &cfg_dir,
-        &[
-            "-L",
-            "rest-0001,rest-0002",
-            "service.status",
-            "apache",
-            "--out",
-            "json",
-            "--static",
-            "-t",
-            "10",
-        ],
-    )
-    .await;
+    let (v, text) = master
+        .cli(
+            "salt",
+            &[
+                "-L",
+                "rest-0001,rest-0002",
+                "service.status",
+                "apache",
+                "--out",
+                "json",
+                "--static",
+                "-t",
+                "10",
+            ],
+        )
+        .await;
     assert_eq!(v, json!({"rest-0001": true, "rest-0002": true}), "{text}");
 
-    let (v, text) = salt_json(
-        &bin,
-        "salt",
-        &cfg_dir,
-        &[
-            "-C",
-            "G@os_family:proxy and rest-000[12]",
-            "pkg.list_pkgs",
-            "--out",
-            "json",
-            "--static",
-            "-t",
-            "10",
-        ],
-    )
-    .await;
+    let (v, text) = master
+        .cli(
+            "salt",
+            &[
+                "-C",
+                "G@os_family:proxy and rest-000[12]",
+                "pkg.list_pkgs",
+                "--out",
+                "json",
+                "--static",
+                "-t",
+                "10",
+            ],
+        )
+        .await;
     assert_eq!(v["rest-0001"]["apache"], json!("2.4"), "{text}");
     assert_eq!(v.as_object().map(|o| o.len()), Some(2), "{text}");
 
-    let (v, text) = salt_json(
-        &bin,
-        "salt",
-        &cfg_dir,
-        &[
-            "rest-0003",
-            "grains.items",
-            "--out",
-            "json",
-            "--static",
-            "-t",
-            "10",
-        ],
-    )
-    .await;
+    let (v, text) = master
+        .cli(
+            "salt",
+            &[
+                "rest-0003",
+                "grains.items",
+                "--out",
+                "json",
+                "--static",
+                "-t",
+                "10",
+            ],
+        )
+        .await;
     assert_eq!(v["rest-0003"]["os"], json!("RestExampleOS"), "{text}");
     assert_eq!(v["rest-0003"]["proxytype"], json!("rest_sample"), "{text}");
 
-    let (v, text) = salt_json(&bin, "salt-run", &cfg_dir, &["manage.up", "--out", "json"]).await;
+    let (v, text) = master
+        .cli("salt-run", &["manage.up", "--out", "json"])
+        .await;
     let up: Vec<&str> = v
         .as_array()
         .unwrap_or_else(|| panic!("{text}"))
@@ -268,22 +155,21 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
 
     // Longer than the CLI's timeout: only find_job answers keep the CLI waiting.
     let t0 = Instant::now();
-    let (v, text) = salt_json(
-        &bin,
-        "salt",
-        &cfg_dir,
-        &[
-            "rest-0001",
-            "test.sleep",
-            "8",
-            "--out",
-            "json",
-            "--static",
-            "-t",
-            "3",
-        ],
-    )
-    .await;
+    let (v, text) = master
+        .cli(
+            "salt",
+            &[
+                "rest-0001",
+                "test.sleep",
+                "8",
+                "--out",
+                "json",
+                "--static",
+                "-t",
+                "3",
+            ],
+        )
+        .await;
     assert_eq!(v, json!({"rest-0001": true}), "{text}");
     assert!(t0.elapsed() >= Duration::from_secs(8));
 
@@ -295,5 +181,386 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
                 && l.contains("kind=\"publish\"")),
         "publications counted"
     );
+    daemon.stop().await;
+}
+
+/// Skips loudly when Salt is not installed.
+fn salt_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let bin = salt_bin_dir();
+    if bin.is_none() {
+        eprintln!("\n!!!!!! SKIPPED {test}: no salt-master in $SALT_BIN_DIR or /work/venv-salt/bin !!!!!!\n");
+    }
+    bin
+}
+
+/// The connection outlives the master's idle timeouts, an AES key rotation and a master
+/// restart, and a return that falls due while the master is down still reaches it.
+#[actix_rt::test]
+async fn salt_link_survives_idle_key_rotation_and_master_restart() {
+    let Some(bin) = salt_or_skip("salt_link_survives_idle_key_rotation_and_master_restart") else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    logs();
+    let tmp = tempfile::tempdir().expect("tmp");
+    // A short maintenance loop so a key deletion rotates the AES key within seconds.
+    let mut master = SaltMaster::start(&bin, tmp.path(), "loop_interval: 2").await;
+    let sim = sim(3);
+    let mut cfg = master.drover_config(&tmp.path().join("drover-pki"), None);
+    cfg.master.request_timeout = Duration::from_secs(10);
+    let daemon = Daemon::start(&cfg, sim.inventory(), None)
+        .await
+        .expect("daemon");
+    within(30, "settle", daemon.fleet.settled()).await;
+    let all = ["rest-0001", "rest-0002", "rest-0003"];
+    master.ping_until_all(&all, 90).await;
+
+    // Idle past the master's 30 s silent-peer limit and libzmq's heartbeat timeout;
+    // then one job, not retried, must arrive and be answered.
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    let (v, text) = master.salt(&["*"], &["test.ping"]).await;
+    assert_eq!(
+        v,
+        json!({"rest-0001": true, "rest-0002": true, "rest-0003": true}),
+        "after 45 s idle: {text}"
+    );
+
+    // Deleting a key makes the master rotate its AES key: the next publication is
+    // under a key Drover has not seen, and it must still be acted on at once.
+    let rotations = counter("drover_master_aes_rotations_total", &[]);
+    let (_, text) = master.cli("salt-key", &["-d", "rest-0003", "-y"]).await;
+    assert!(text.contains("rest-0003"), "{text}");
+    // salt-key leaves a drop file; the master's maintenance loop rotates the key and
+    // removes it. Drover's rotation counter below is what proves it saw the change.
+    let cache = master.root.join("cache");
+    let start = Instant::now();
+    while cache.join(".dfn").exists() || cache.join(".dfn-next").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the master never rotated its AES key"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (v, text) = master
+        .salt(&["-L", "rest-0001,rest-0002"], &["test.ping"])
+        .await;
+    assert_eq!(
+        v,
+        json!({"rest-0001": true, "rest-0002": true}),
+        "first job after rotation: {text}"
+    );
+    assert!(counter("drover_master_aes_rotations_total", &[]) > rotations);
+    // The deleted id authenticates again (auto_accept) and answers.
+    master.ping_until_all(&all, 90).await;
+    let (keys, text) = master.cli("salt-key", &["-L", "--out", "json"]).await;
+    assert!(
+        keys["minions"]
+            .as_array()
+            .is_some_and(|m| m.contains(&json!("rest-0003"))),
+        "{text}"
+    );
+
+    // A job that is running when the master goes away: its return is due while
+    // the master is down, and reaches the restarted master.
+    let publications = counter(
+        "drover_master_messages_total",
+        &["direction=\"in\"", "kind=\"publish\""],
+    );
+    let (_, text) = master
+        .cli("salt", &["--async", "rest-0001", "test.sleep", "6"])
+        .await;
+    let jid: String = text
+        .split("job ID:")
+        .nth(1)
+        .map(|s| {
+            s.chars()
+                .skip_while(|c| c.is_whitespace())
+                .take_while(char::is_ascii_digit)
+                .collect()
+        })
+        .unwrap_or_else(|| panic!("no jid in {text}"));
+    counter_reaches(
+        "drover_master_messages_total",
+        &["direction=\"in\"", "kind=\"publish\""],
+        publications + 1.0,
+        30,
+    )
+    .await;
+    master.stop().await;
+    master.spawn().await;
+    let start = Instant::now();
+    loop {
+        let (v, text) = master
+            .cli("salt-run", &["jobs.lookup_jid", &jid, "--out", "json"])
+            .await;
+        if v == json!({"rest-0001": true}) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the return due during the restart never arrived: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // And the fleet answers the restarted master (new AES key, new sessions).
+    master.ping_until_all(&all, 90).await;
+    daemon.stop().await;
+}
+
+/// What an attacker on the path to the publish port can send: a replayed
+/// publication, a corrupted one, one signed and encrypted with the wrong keys,
+/// msgpack garbage, a frame count Salt never sends, and a frame cut short. Each is
+/// rejected and counted, none is acted on, and the fleet keeps serving.
+#[actix_rt::test]
+async fn forged_replayed_and_garbage_publications_are_rejected() {
+    use drover::master::salt::{crypto, envelope, keys};
+    use rmpv::Value as Mp;
+
+    use crate::zmtp_proxy::{zmtp_message, Inject, PubProxy};
+
+    let Some(bin) = salt_or_skip("forged_replayed_and_garbage_publications_are_rejected") else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    logs();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let master = SaltMaster::start(&bin, tmp.path(), "").await;
+    let proxy = PubProxy::start(master.pub_port).await;
+    let sim = sim(2);
+    let cfg = master.drover_config(&tmp.path().join("drover-pki"), Some(proxy.port));
+    let daemon = Daemon::start(&cfg, sim.inventory(), None)
+        .await
+        .expect("daemon");
+    within(30, "settle", daemon.fleet.settled()).await;
+    let all = ["rest-0001", "rest-0002"];
+    master.ping_until_all(&all, 90).await;
+
+    // Two genuine publications: stop apache, then start it again.
+    let before = proxy.captured().len();
+    let (v, text) = master
+        .salt(&["rest-0001"], &["service.stop", "apache"])
+        .await;
+    assert_eq!(v["rest-0001"]["ret"], json!(true), "{text}");
+    let stop_pub = proxy
+        .captured()
+        .get(before)
+        .cloned()
+        .expect("the stop publication went through the proxy");
+    let (v, text) = master
+        .salt(&["rest-0001"], &["service.start", "apache"])
+        .await;
+    assert_eq!(v["rest-0001"]["ret"], json!(true), "{text}");
+    assert_eq!(
+        sim.sim.service_state("rest-0001", "apache").as_deref(),
+        Some("running")
+    );
+
+    let rejected = |reason: &str| {
+        counter(
+            "drover_master_rejected_total",
+            &[&format!("reason=\"{reason}\"")],
+        )
+    };
+    // Replay of the older, genuine "stop": valid signature, stale serial.
+    let replays = rejected("replay");
+    proxy.inject(Inject::Bytes(zmtp_message(&stop_pub)));
+    counter_reaches(
+        "drover_master_rejected_total",
+        &["reason=\"replay\""],
+        replays + 1.0,
+        30,
+    )
+    .await;
+
+    // The same publication with one byte of its ciphertext flipped.
+    let mut corrupted = stop_pub.clone();
+    let last = corrupted.last_mut().expect("a frame");
+    let mid = last.len() / 2;
+    last[mid] ^= 0x40;
+    // Which check catches each forgery depends on whether the master signs its
+    // publications; every one of them must be caught by some check.
+    let forgeries = || {
+        [
+            "bad_signature",
+            "bad_hmac",
+            "unsigned",
+            "malformed",
+            "decrypt",
+            "truncated",
+        ]
+        .iter()
+        .map(|r| rejected(r))
+        .sum::<f64>()
+    };
+    let forged_before = forgeries();
+    proxy.inject(Inject::Bytes(zmtp_message(&corrupted)));
+
+    // A publication under keys that are not the master's: a fresh AES key, signed
+    // with a fresh RSA key, with a serial far ahead.
+    let job = envelope::pack(&envelope::map(vec![
+        ("fun", Mp::from("service.stop")),
+        ("arg", Mp::Array(vec![Mp::from("apache")])),
+        ("tgt", Mp::from("*")),
+        ("tgt_type", Mp::from("glob")),
+        ("jid", Mp::from("20261125000000000001")),
+        ("serial", Mp::from(1_000_000_000i64)),
+    ]));
+    let aes = crypto::Crypticle::from_key_string(crypto::generate_key_string().as_bytes())
+        .expect("aes key");
+    let load = aes.dumps(&job, None);
+    let forger = keys::load_or_create(&tmp.path().join("forger")).expect("forger key");
+    let sig = crypto::sign_sha1(&forger.private, &load).expect("sign");
+    let signed = envelope::pack(&envelope::map(vec![
+        ("enc", Mp::from("aes")),
+        ("sig", Mp::Binary(sig)),
+        ("sig_algo", Mp::from("PKCS1v15-SHA1")),
+        ("load", Mp::Binary(load.clone())),
+    ]));
+    proxy.inject(Inject::Bytes(zmtp_message(&[signed])));
+    // And the same without any signature.
+    let unsigned = envelope::pack(&envelope::map(vec![
+        ("enc", Mp::from("aes")),
+        ("load", Mp::Binary(load)),
+    ]));
+    proxy.inject(Inject::Bytes(zmtp_message(&[unsigned])));
+    let start = Instant::now();
+    while forgeries() < forged_before + 3.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "forgeries not all rejected: {} of 3",
+            forgeries() - forged_before
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Msgpack cut short (a 4 GiB string with one byte of it: decoded without
+    // allocating what it claims), and three frames where Salt sends one or two.
+    let garbage = rejected("garbage");
+    let framing = rejected("framing");
+    proxy.inject(Inject::Bytes(zmtp_message(&[vec![
+        0xdb, 0xff, 0xff, 0xff, 0xff, b'x',
+    ]])));
+    proxy.inject(Inject::Bytes(zmtp_message(&[
+        b"a".to_vec(),
+        b"b".to_vec(),
+        b"c".to_vec(),
+    ])));
+    counter_reaches(
+        "drover_master_rejected_total",
+        &["reason=\"garbage\""],
+        garbage + 1.0,
+        30,
+    )
+    .await;
+    counter_reaches(
+        "drover_master_rejected_total",
+        &["reason=\"framing\""],
+        framing + 1.0,
+        30,
+    )
+    .await;
+    // None of it was acted on: apache is still running.
+    assert_eq!(
+        sim.sim.service_state("rest-0001", "apache").as_deref(),
+        Some("running")
+    );
+
+    // A frame that announces 1,000 bytes and stops after 10: libzmq drops the
+    // connection and dials again; the fleet answers through the new one.
+    let mut cut = vec![0x02];
+    cut.extend_from_slice(&1000u64.to_be_bytes());
+    cut.extend_from_slice(&[0u8; 10]);
+    proxy.inject(Inject::BytesThenClose(cut));
+    within(60, "SUB reconnect", proxy.connections_reach(2)).await;
+    master.ping_until_all(&all, 90).await;
+    assert_eq!(
+        sim.sim.service_state("rest-0001", "apache").as_deref(),
+        Some("running")
+    );
+    daemon.stop().await;
+}
+
+/// Without auto_accept: each device id waits in the master's pending list with its
+/// own key pair (`per_device_keys`), Drover keeps retrying, and an id answers as soon
+/// as an operator accepts its key with `salt-key -a`.
+#[actix_rt::test]
+async fn pending_per_device_keys_answer_once_accepted() {
+    let Some(bin) = salt_or_skip("pending_per_device_keys_answer_once_accepted") else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    logs();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let master = SaltMaster::start(&bin, tmp.path(), "auto_accept: False").await;
+    let sim = sim(2);
+    let pki = tmp.path().join("drover-pki");
+    let mut cfg = master.drover_config(&pki, None);
+    cfg.master.per_device_keys = true;
+    let pending_before = counter("drover_master_auth_total", &["outcome=\"pending\""]);
+    let daemon = Daemon::start(&cfg, sim.inventory(), None)
+        .await
+        .expect("daemon");
+    within(30, "settle", daemon.fleet.settled()).await;
+
+    // Both ids reach the pending list, each retried while it waits.
+    let start = Instant::now();
+    let pre = loop {
+        let (keys, _) = master.cli("salt-key", &["-L", "--out", "json"]).await;
+        let pre: Vec<String> = keys["minions_pre"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if pre.len() == 2 {
+            break pre;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "pending keys: {keys}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(pre, ["rest-0001", "rest-0002"]);
+    counter_reaches(
+        "drover_master_auth_total",
+        &["outcome=\"pending\""],
+        pending_before + 4.0,
+        30,
+    )
+    .await;
+    // One key pair per id, private keys readable by the owner only.
+    let key1 = std::fs::read_to_string(master.root.join("pki/minions_pre/rest-0001")).unwrap();
+    let key2 = std::fs::read_to_string(master.root.join("pki/minions_pre/rest-0002")).unwrap();
+    assert_ne!(key1, key2, "each device id has its own key pair");
+    for id in ["rest-0001", "rest-0002"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(pki.join(id).join("minion.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{id} private key mode {mode:o}");
+    }
+    let (v, _) = master.salt(&["*"], &["test.ping"]).await;
+    assert!(
+        v.as_object().is_none_or(|o| o.is_empty()),
+        "no id answers before acceptance: {v}"
+    );
+
+    let (_, text) = master.cli("salt-key", &["-a", "rest-0001", "-y"]).await;
+    assert!(text.contains("rest-0001"), "{text}");
+    master.ping_until_all(&["rest-0001"], 60).await;
+    let (v, text) = master.salt(&["*"], &["test.ping"]).await;
+    assert_eq!(
+        v,
+        json!({"rest-0001": true}),
+        "only the accepted id: {text}"
+    );
+
+    let (_, text) = master.cli("salt-key", &["-A", "-y"]).await;
+    assert!(text.contains("rest-0002"), "{text}");
+    master.ping_until_all(&["rest-0001", "rest-0002"], 60).await;
     daemon.stop().await;
 }

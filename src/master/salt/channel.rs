@@ -179,10 +179,11 @@ async fn reader(
             _ => false,
         };
         if !matched {
-            // Plain error answers carry no nonce; hand it over if the owner is unambiguous.
+            // Plain error answers ("bad load") are bare strings with no nonce: hand one
+            // over when its owner is unambiguous. An unmatched map is a late or foreign
+            // reply (a pillar answer whose request gave up), never another request's error.
             let text = match &v {
                 Value::String(s) => s.as_str().map(str::to_owned),
-                Value::Map(_) => Some(v.to_string()),
                 _ => None,
             };
             let mut p = lock(&pending);

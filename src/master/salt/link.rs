@@ -21,6 +21,7 @@ use super::keys::{self, MinionKey};
 use super::matcher;
 use super::transport::{endpoint, SubEvent, Transport, Worker};
 use super::{LinkCommand, PublishedJob, SaltConfig, SaltError, SaltReturn};
+use crate::telemetry;
 
 /// How long a handed-out job counts as running for ids that have not returned.
 const JOB_TTL: Duration = Duration::from_secs(3600);
@@ -344,6 +345,14 @@ async fn auth_loop(shared: Arc<Shared>, id: String, incarnation: u64) {
             };
             authenticate(&shared, &id).await
         };
+        let outcome = match &result {
+            Ok(AuthOutcome::Accepted { .. }) => "accepted",
+            Ok(AuthOutcome::Pending) => "pending",
+            Ok(AuthOutcome::Full) => "full",
+            Ok(AuthOutcome::Rejected) => "rejected",
+            Err(_) => "error",
+        };
+        metrics::counter!(telemetry::MASTER_AUTH, "outcome" => outcome).increment(1);
         let wait = match result {
             Ok(AuthOutcome::Accepted { .. }) => {
                 if let Some(e) = lock(&shared.ids).get_mut(&id) {
@@ -454,6 +463,7 @@ fn install_aes(shared: &Shared, aes: &Crypticle) {
     if cur.as_ref() != Some(aes) {
         if cur.is_some() {
             tracing::info!(master = %shared.master_label, "Master AES key rotated.");
+            metrics::counter!(telemetry::MASTER_AES_ROTATIONS).increment(1);
         }
         *cur = Some(aes.clone());
         // Each new AES key restarts the publish serial.
