@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -159,7 +160,7 @@ pub fn main(a: DemoArgs) -> i32 {
     })
 }
 
-fn summary(fun: &str, targeted: usize, returns: &[Return], wall: Duration) {
+fn summary(fun: &str, targeted: usize, returns: &[Arc<Return>], wall: Duration) {
     let trues = returns
         .iter()
         .filter(|r| r.ret == serde_json::Value::Bool(true))

@@ -12,6 +12,7 @@ macro_rules! out {
     ($($t:tt)*) => { $crate::cli::write_out(format_args!($($t)*), false) };
 }
 
+mod bench;
 mod cmd;
 mod demo;
 mod devices;
@@ -63,6 +64,8 @@ pub enum Command {
     Devsim(devsim::DevsimArgs),
     /// Simulated devices + a fleet over them + a bulk job, then serve /metrics.
     Demo(demo::DemoArgs),
+    /// Fleet-scale benchmark: simulator and fleet as separate processes, N devices.
+    Bench(bench::BenchArgs),
     /// Write a Drover inventory from a Salt pillar tree's `proxy:` blocks.
     ImportPillar {
         /// The pillar root (holding top.sls).
@@ -112,6 +115,10 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Demo(a) => {
             telemetry::init_tracing("warn");
             demo::main(a)
+        }
+        Command::Bench(a) => {
+            telemetry::init_tracing("warn");
+            bench::main(a)
         }
     }
 }

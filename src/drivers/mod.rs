@@ -135,6 +135,15 @@ impl Driver {
         }
     }
 
+    /// This driver for background traffic (first contact, health checks), which
+    /// should not hold connections open between checks; see [`rest::RestDriver::background`].
+    pub fn background(&self) -> Driver {
+        match self {
+            Driver::Rest(d) => Driver::Rest(d.background()),
+            other => other.clone(),
+        }
+    }
+
     pub fn proxytype(&self) -> &'static str {
         match self {
             Driver::Rest(_) => "rest_sample",

@@ -199,7 +199,7 @@ impl Actor for DeviceActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Bounded mailbox: the dispatcher also bounds queued operations per device.
         ctx.set_mailbox_capacity(self.cfg.max_queued_per_device.max(1));
-        let driver = self.driver.clone();
+        let driver = self.driver.background();
         let background = self.background.clone();
         // `wait` holds the mailbox until first contact is done, so jobs sent while
         // the device is starting run once it is up (or fail once it is down).
@@ -313,7 +313,7 @@ impl Handler<HealthCheck> for DeviceActor {
             // A job just proved the device alive; skip the extra round trip.
             return AtomicResponse::new(Box::pin(fut::ready(())));
         }
-        let driver = self.driver.clone();
+        let driver = self.driver.background();
         let background = self.background.clone();
         let fut = async move {
             let _permit = background.acquire_owned().await.ok();

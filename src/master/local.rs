@@ -14,6 +14,10 @@ use crate::fleet::{Fleet, FleetError};
 use crate::inventory::InventorySource;
 use crate::job::{Jid, JobRequest, Return};
 
+/// Returns the job history keeps, all jobs together (five fan-outs to 10,000
+/// devices); the oldest jobs leave first, the newest always stays.
+pub const MAX_HISTORY_RETURNS: usize = 50_000;
+
 /// One job as the local master remembers it.
 #[derive(Debug, Serialize)]
 pub struct JobRecord {
@@ -21,15 +25,16 @@ pub struct JobRecord {
     pub fun: String,
     pub minions: Vec<String>,
     pub started_unix: u64,
+    /// Shared with the stream to the client: a return is kept once, not copied.
     #[serde(serialize_with = "ser_returns")]
-    returns: Mutex<Vec<Return>>,
+    returns: Mutex<Vec<Arc<Return>>>,
     #[serde(serialize_with = "ser_done")]
     done: Mutex<bool>,
 }
 
-fn ser_returns<S: serde::Serializer>(m: &Mutex<Vec<Return>>, s: S) -> Result<S::Ok, S::Error> {
+fn ser_returns<S: serde::Serializer>(m: &Mutex<Vec<Arc<Return>>>, s: S) -> Result<S::Ok, S::Error> {
     let v = m.lock().map(|v| v.clone()).unwrap_or_default();
-    v.serialize(s)
+    s.collect_seq(v.iter().map(|r| &**r))
 }
 
 fn ser_done<S: serde::Serializer>(m: &Mutex<bool>, s: S) -> Result<S::Ok, S::Error> {
@@ -37,7 +42,7 @@ fn ser_done<S: serde::Serializer>(m: &Mutex<bool>, s: S) -> Result<S::Ok, S::Err
 }
 
 impl JobRecord {
-    pub fn returns(&self) -> Vec<Return> {
+    pub fn returns(&self) -> Vec<Arc<Return>> {
         self.returns.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
@@ -109,7 +114,7 @@ impl LocalMaster {
     pub async fn submit(
         &self,
         req: JobRequest,
-    ) -> Result<(Arc<JobRecord>, mpsc::Receiver<Return>), FleetError> {
+    ) -> Result<(Arc<JobRecord>, mpsc::Receiver<Arc<Return>>), FleetError> {
         let mut handle = self.fleet.submit(req).await?;
         let record = Arc::new(JobRecord {
             jid: handle.jid.clone(),
@@ -124,15 +129,14 @@ impl LocalMaster {
         });
         if let Ok(mut h) = self.history.lock() {
             h.push_back(record.clone());
-            while h.len() > self.keep {
-                h.pop_front();
-            }
+            evict(&mut h, self.keep, MAX_HISTORY_RETURNS);
         }
         let (tx, rx) = mpsc::channel(256);
         let rec = record.clone();
         tokio::spawn(async move {
             let mut reader_gone = false;
             while let Some(r) = handle.returns.recv().await {
+                let r = Arc::new(r);
                 if let Ok(mut v) = rec.returns.lock() {
                     v.push(r.clone());
                 }
@@ -150,5 +154,53 @@ impl LocalMaster {
     pub fn job(&self, jid: &str) -> Option<Arc<JobRecord>> {
         let h = self.history.lock().ok()?;
         h.iter().rev().find(|r| r.jid.0 == jid).cloned()
+    }
+}
+
+/// Drops the oldest jobs until at most `keep` remain and they hold at most
+/// `max_returns` returns (counted as targeted devices, known at submission). Bounded
+/// by returns as well as by jobs: 256 fan-outs to 10,000 devices would otherwise keep
+/// 2.5 million returns (gigabytes) for `GET /v1/jobs`. The newest job always stays.
+fn evict(h: &mut VecDeque<Arc<JobRecord>>, keep: usize, max_returns: usize) {
+    let mut held: usize = h.iter().map(|r| r.minions.len()).sum();
+    while h.len() > keep || (held > max_returns && h.len() > 1) {
+        if let Some(old) = h.pop_front() {
+            held -= old.minions.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(jid: &str, targets: usize) -> Arc<JobRecord> {
+        Arc::new(JobRecord {
+            jid: Jid(jid.into()),
+            fun: "test.ping".into(),
+            minions: (0..targets).map(|i| format!("d{i}")).collect(),
+            started_unix: 0,
+            returns: Mutex::new(Vec::new()),
+            done: Mutex::new(false),
+        })
+    }
+
+    fn jids(h: &VecDeque<Arc<JobRecord>>) -> Vec<&str> {
+        h.iter().map(|r| r.jid.0.as_str()).collect()
+    }
+
+    #[test]
+    fn history_is_bounded_by_jobs_and_by_returns() {
+        let mut h: VecDeque<_> = ["a", "b", "c"].iter().map(|j| record(j, 10)).collect();
+        evict(&mut h, 2, 1000);
+        assert_eq!(jids(&h), ["b", "c"]);
+        // 10 + 10 + 25 returns over a bound of 30: the oldest go first.
+        h.push_back(record("d", 25));
+        evict(&mut h, 10, 30);
+        assert_eq!(jids(&h), ["d"]);
+        // One job larger than the bound is still kept (it is the newest).
+        h.push_back(record("e", 100));
+        evict(&mut h, 10, 30);
+        assert_eq!(jids(&h), ["e"]);
     }
 }

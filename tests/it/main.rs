@@ -1,6 +1,7 @@
 //! Integration tests, one binary (ripgrep's layout) to keep link times down.
 
 mod api;
+mod bench;
 mod config_files;
 mod fleet;
 mod functions;
