@@ -5,6 +5,7 @@ mod config_files;
 mod fleet;
 mod functions;
 mod operate;
+mod ovs;
 mod prometheus;
 mod salt;
 mod snmp_fleet;

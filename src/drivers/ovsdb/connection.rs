@@ -230,16 +230,15 @@ impl Connection {
         self.wait(rx).await
     }
 
-    /// Waits for a session (connecting if needed) and gives its schema.
+    /// Waits for a session (connecting if needed) and gives its schema. Goes
+    /// through the session task even when connected: the task handles what the
+    /// socket already holds (updates, a close) before it answers, so a read after
+    /// this sees every update delivered before it and never a dead session's data.
+    /// That costs an in-process round trip, not a network one.
     pub async fn ready(&self) -> Result<Arc<Schema>, OvsdbError> {
-        {
-            let st = self.inner.shared.state();
-            if st.connected {
-                if let Some(s) = &st.schema {
-                    return Ok(s.clone());
-                }
-            }
-        }
+        // Let the runtime poll its I/O driver first, so the session task learns
+        // of bytes (or a close) the kernel already holds for it.
+        tokio::task::yield_now().await;
         let (tx, rx) = oneshot::channel();
         self.send(Cmd::Ready { reply: tx }).await?;
         self.wait(rx).await?;
@@ -337,6 +336,7 @@ type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 struct Session {
     reader: Reader,
     splitter: FrameSplitter,
+    rbuf: Vec<u8>,
     out: mpsc::UnboundedSender<Vec<u8>>,
     writer: tokio::task::JoinHandle<std::io::Result<()>>,
     next_id: u64,
@@ -370,14 +370,17 @@ async fn connect(endpoint: &Endpoint) -> std::io::Result<(Reader, Writer)> {
 
 /// Reads until one whole message is buffered. Cancel-safe: bytes read are kept in
 /// the splitter.
-async fn next_message(reader: &mut Reader, splitter: &mut FrameSplitter) -> Result<Message, OvsdbError> {
-    let mut buf = vec![0u8; READ_CHUNK];
+async fn next_message(
+    reader: &mut Reader,
+    splitter: &mut FrameSplitter,
+    buf: &mut [u8],
+) -> Result<Message, OvsdbError> {
     loop {
         if let Some(frame) = splitter.next_frame()? {
             return Message::parse(&frame);
         }
         let n = reader
-            .read(&mut buf)
+            .read(buf)
             .await
             .map_err(|e| OvsdbError::Connect(format!("read: {e}")))?;
         if n == 0 {
@@ -404,6 +407,7 @@ impl Session {
         let mut s = Session {
             reader,
             splitter: FrameSplitter::new(shared.max_message),
+            rbuf: vec![0u8; READ_CHUNK],
             out,
             writer,
             next_id: 1,
@@ -475,7 +479,7 @@ impl Session {
     async fn roundtrip(&mut self, method: &str, params: Value) -> Result<Value, OvsdbError> {
         let id = self.send(method, params);
         loop {
-            match next_message(&mut self.reader, &mut self.splitter).await? {
+            match next_message(&mut self.reader, &mut self.splitter, &mut self.rbuf).await? {
                 Message::Response {
                     id: rid,
                     result,
@@ -519,7 +523,9 @@ impl Session {
         let mut probe_sent: Option<Instant> = None;
         let err = loop {
             tokio::select! {
-                msg = next_message(&mut self.reader, &mut self.splitter) => match msg {
+                // Socket first: updates and a close are handled before callers.
+                biased;
+                msg = next_message(&mut self.reader, &mut self.splitter, &mut self.rbuf) => match msg {
                     Ok(m) => {
                         last_heard = Instant::now();
                         probe_sent = None;
@@ -529,6 +535,12 @@ impl Session {
                     }
                     Err(e) => break e,
                 },
+                w = &mut self.writer => {
+                    break OvsdbError::Connect(match w {
+                        Ok(Err(e)) => format!("write: {e}"),
+                        _ => "writer stopped".into(),
+                    });
+                }
                 c = cmds.recv() => match c {
                     Some(c) => self.command(c),
                     None => return None,
@@ -548,12 +560,6 @@ impl Session {
                     }
                     // Callers that gave up (their timeout passed) need no answer.
                     self.pending.retain(|_, tx| !tx.is_closed());
-                }
-                w = &mut self.writer => {
-                    break OvsdbError::Connect(match w {
-                        Ok(Err(e)) => format!("write: {e}"),
-                        _ => "writer stopped".into(),
-                    });
                 }
             }
         };

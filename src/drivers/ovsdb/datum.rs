@@ -299,11 +299,12 @@ impl Datum {
         }
     }
 
-    /// Applies an `update2` "modify" diff for a column of type `ty`: scalars are
-    /// replaced; set elements in the diff are toggled; map keys in the diff are
-    /// removed when the value matches, replaced when it differs, added when new.
+    /// Applies an `update2` "modify" diff for a column of type `ty`: a column of at
+    /// most one element (scalar or optional) gets the new value; set elements in
+    /// the diff are toggled; map keys in the diff are removed when the value
+    /// matches, replaced when it differs, added when new (OVS's `ovsdb_datum_diff`).
     pub fn apply_diff(&mut self, diff: Datum, ty: &ColumnType) -> Result<(), String> {
-        if ty.is_scalar() {
+        if ty.max <= 1 {
             *self = diff;
             return Ok(());
         }
@@ -545,12 +546,15 @@ mod tests {
         d.apply_diff(Datum::from_json(&json!(["set", [2, 3]])).unwrap(), &set)
             .unwrap();
         assert_eq!(d, Datum::Set(vec![Atom::Integer(1), Atom::Integer(3)]));
-        // Optional scalar: 5 -> 7 arrives as the symmetric difference.
+        // At most one element (optional scalar): the new value, not a difference.
         let opt = ty(AtomicType::Integer, None, 0, 1);
         let mut t = Datum::atom(Atom::Integer(5));
-        t.apply_diff(Datum::from_json(&json!(["set", [5, 7]])).unwrap(), &opt)
+        t.apply_diff(Datum::from_json(&json!(7)).unwrap(), &opt)
             .unwrap();
         assert_eq!(t, Datum::atom(Atom::Integer(7)));
+        t.apply_diff(Datum::from_json(&json!(["set", []])).unwrap(), &opt)
+            .unwrap();
+        assert_eq!(t, Datum::default());
         let map = ty(AtomicType::String, Some(AtomicType::String), 0, u64::MAX);
         let mut m = Datum::from_json(&json!(["map", [["a", "1"], ["b", "2"]]])).unwrap();
         m.apply_diff(

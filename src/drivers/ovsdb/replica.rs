@@ -306,7 +306,7 @@ mod tests {
         let s = schema();
         let mut r = sample();
         r.apply(
-            &json!({"Port": {P1: {"modify": {"tag": ["set", [7, 9]]}}, Q1: {"delete": null}},
+            &json!({"Port": {P1: {"modify": {"tag": 9}}, Q1: {"delete": null}},
                     "Bridge": {BR0: {"modify": {"ports": ["uuid", Q1]}}}}),
             &s,
             true,
@@ -329,7 +329,7 @@ mod tests {
             json!({"Nope": {}}),
             json!({"Port": {"not-a-uuid": {"insert": {}}}}),
             json!({"Port": {P1: {"modify": {"nosuch": 1}}}}),
-            json!({"Port": {P1: {"modify": {"tag": ["map", [[1, 2]]]}}}}),
+            json!({"Port": {P1: {"modify": {"interfaces": ["map", [[1, 2]]]}}}}),
             json!({"Port": {P1: {"what": {}}}}),
         ] {
             assert!(r.apply(&bad, &s, true).is_err(), "{bad}");
