@@ -607,7 +607,9 @@ impl Loader {
                 self.problem(
                     path,
                     &format!("{field}.proxytype"),
-                    format!("unknown proxytype {other:?} (known: rest, rest_sample, snmp, ovs, dummy)"),
+                    format!(
+                        "unknown proxytype {other:?} (known: rest, rest_sample, snmp, ovs, dummy)"
+                    ),
                 );
                 return;
             }

@@ -126,7 +126,11 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
             let port = a.string(1, "port")?;
             let id = key(&a, &fun, 2)?;
             let remote = a.string(3, "remote")?;
-            let limit: i128 = if name == "port_create_gre" { 1 << 32 } else { 1 << 64 };
+            let limit: i128 = if name == "port_create_gre" {
+                1 << 32
+            } else {
+                1 << 64
+            };
             if !(0..limit).contains(&id) || remote.parse::<IpAddr>().is_err() {
                 return Ok(json!(false));
             }
@@ -219,7 +223,13 @@ fn bad(fun: &str, name: &str, what: &str) -> FunctionError {
 }
 
 /// A boolean argument; YAML gives real booleans, other clients may send text.
-fn flag(a: &ArgReader<'_>, fun: &str, pos: usize, name: &str, default: bool) -> Result<bool, FunctionError> {
+fn flag(
+    a: &ArgReader<'_>,
+    fun: &str,
+    pos: usize,
+    name: &str,
+    default: bool,
+) -> Result<bool, FunctionError> {
     match a.opt(pos, name) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
@@ -233,7 +243,12 @@ fn flag(a: &ArgReader<'_>, fun: &str, pos: usize, name: &str, default: bool) -> 
     }
 }
 
-fn opt_int(a: &ArgReader<'_>, fun: &str, pos: usize, name: &str) -> Result<Option<i64>, FunctionError> {
+fn opt_int(
+    a: &ArgReader<'_>,
+    fun: &str,
+    pos: usize,
+    name: &str,
+) -> Result<Option<i64>, FunctionError> {
     match a.opt(pos, name) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => as_text(v)

@@ -22,10 +22,17 @@ use crate::support::*;
 const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 
 fn which(bin: &str) -> Option<PathBuf> {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(bin))
-        .find(|p| p.exists())
+    [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join(bin))
+    .find(|p| p.exists())
 }
 
 fn have_ovs() -> bool {
@@ -134,8 +141,7 @@ impl OvsServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let up = self.sock().exists()
-                && TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            let up = self.sock().exists() && TcpStream::connect(("127.0.0.1", self.port)).is_ok();
             if up {
                 return;
             }
@@ -143,7 +149,11 @@ impl OvsServer {
                 let log = std::fs::read_to_string(d.join("log")).unwrap_or_default();
                 panic!("ovsdb-server exited with {status}: {log}");
             }
-            assert!(Instant::now() < deadline, "ovsdb-server did not come up on {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "ovsdb-server did not come up on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -166,7 +176,9 @@ impl OvsServer {
             .expect("ovs-vsctl");
         (
             out.status.success(),
-            String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_owned(),
+            String::from_utf8_lossy(&out.stdout)
+                .trim_end_matches('\n')
+                .to_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
@@ -192,7 +204,9 @@ impl OvsServer {
         } else {
             format!("tcp:127.0.0.1:{}", self.port)
         };
-        format!("[[device]]\nid = \"{id}\"\nproxytype = \"ovs\"\nurl = \"{url}\"\ntimeout = \"3s\"\n")
+        format!(
+            "[[device]]\nid = \"{id}\"\nproxytype = \"ovs\"\nurl = \"{url}\"\ntimeout = \"3s\"\n"
+        )
     }
 }
 
@@ -283,7 +297,9 @@ async fn ping_and_grains_over_unix_socket_and_tcp() {
     logs();
     let s = OvsServer::start(30160, None);
     s.vsctl_ok(&[
-        "set", "Open_vSwitch", ".",
+        "set",
+        "Open_vSwitch",
+        ".",
         "external_ids:system-id=host-7f3a",
         "external_ids:hostname=hv1.example.net",
         "ovs_version=3.1.0",
@@ -308,7 +324,10 @@ async fn ping_and_grains_over_unix_socket_and_tcp() {
         assert_eq!(g["datapath_types"], json!(["netdev", "system"]));
         assert_eq!(g["bridges"], json!(["br-int"]));
         let funs = ok(&fleet, id, "sys.list_functions", json!([])).await;
-        assert!(funs.as_array().unwrap().contains(&json!("openvswitch.bridge_list")));
+        assert!(funs
+            .as_array()
+            .unwrap()
+            .contains(&json!("openvswitch.bridge_list")));
     }
     // Grains targeting works on what the host reported.
     let mut req = request("system_id:host-7f3a", "test.ping", vec![]);
@@ -321,7 +340,10 @@ async fn ping_and_grains_over_unix_socket_and_tcp() {
 /// Everything ovs-vsctl says about this bridge layout, next to what Drover says.
 async fn compare_reads(fleet: &Fleet, id: &str, s: &OvsServer) {
     let bridges = s.lines(&["list-br"]);
-    assert_eq!(ok(fleet, id, "openvswitch.bridge_list", json!([])).await, bridges);
+    assert_eq!(
+        ok(fleet, id, "openvswitch.bridge_list", json!([])).await,
+        bridges
+    );
     for br in bridges.as_array().unwrap() {
         let br = br.as_str().unwrap();
         assert_eq!(
@@ -355,7 +377,13 @@ async fn compare_reads(fleet: &Fleet, id: &str, s: &OvsServer) {
                 "type of {port}"
             );
             assert_eq!(
-                ok(fleet, id, "openvswitch.interface_get_options", json!([port])).await,
+                ok(
+                    fleet,
+                    id,
+                    "openvswitch.interface_get_options",
+                    json!([port])
+                )
+                .await,
                 s.lines(&["get", "interface", port, "options"]),
                 "options of {port}"
             );
@@ -369,7 +397,13 @@ async fn compare_reads(fleet: &Fleet, id: &str, s: &OvsServer) {
                 ("Interface", "name"),
             ] {
                 assert_eq!(
-                    ok(fleet, id, "openvswitch.db_get", json!([table, port, column])).await,
+                    ok(
+                        fleet,
+                        id,
+                        "openvswitch.db_get",
+                        json!([table, port, column])
+                    )
+                    .await,
                     vsctl_db_get(s, table, port, column),
                     "db_get {table} {port} {column}"
                 );
@@ -385,11 +419,29 @@ async fn reads_match_ovs_vsctl_and_follow_its_changes() {
     let s = OvsServer::start(30161, None);
     s.vsctl_ok(&["add-br", "br0"]);
     s.vsctl_ok(&["add-br", "fake5", "br0", "5"]);
-    s.vsctl_ok(&["add-port", "br0", "p1", "tag=7", "--", "set", "port", "p1", "trunks=[1,2,3]"]);
+    s.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "p1",
+        "tag=7",
+        "--",
+        "set",
+        "port",
+        "p1",
+        "trunks=[1,2,3]",
+    ]);
     s.vsctl_ok(&["add-port", "fake5", "q1"]);
     s.vsctl_ok(&[
-        "add-port", "br0", "vx1", "--", "set", "interface", "vx1", "type=vxlan",
-        "options:remote_ip=192.0.2.9", "options:key=5001",
+        "add-port",
+        "br0",
+        "vx1",
+        "--",
+        "set",
+        "interface",
+        "vx1",
+        "type=vxlan",
+        "options:remote_ip=192.0.2.9",
+        "options:key=5001",
     ]);
     s.vsctl_ok(&["set", "port", "p1", "external_ids:owner=\"team a\""]);
     s.vsctl_ok(&["add-br", "br1"]);
@@ -399,26 +451,86 @@ async fn reads_match_ovs_vsctl_and_follow_its_changes() {
     compare_reads(&fleet, id, &s).await;
 
     // Missing things answer as Salt's module does.
-    assert_eq!(ok(&fleet, id, "openvswitch.bridge_exists", json!(["nope"])).await, json!(false));
-    assert_eq!(ok(&fleet, id, "openvswitch.port_list", json!(["nope"])).await, json!(false));
-    assert_eq!(ok(&fleet, id, "openvswitch.bridge_to_parent", json!(["nope"])).await, json!(false));
-    assert_eq!(ok(&fleet, id, "openvswitch.bridge_to_vlan", json!(["nope"])).await, json!(false));
-    assert_eq!(ok(&fleet, id, "openvswitch.port_get_tag", json!(["nope"])).await, json!(false));
     assert_eq!(
-        ok_kw(&fleet, id, "openvswitch.db_get", json!(["Bridge", "nope", "name"]), json!({"if_exists": true})).await,
+        ok(&fleet, id, "openvswitch.bridge_exists", json!(["nope"])).await,
+        json!(false)
+    );
+    assert_eq!(
+        ok(&fleet, id, "openvswitch.port_list", json!(["nope"])).await,
+        json!(false)
+    );
+    assert_eq!(
+        ok(&fleet, id, "openvswitch.bridge_to_parent", json!(["nope"])).await,
+        json!(false)
+    );
+    assert_eq!(
+        ok(&fleet, id, "openvswitch.bridge_to_vlan", json!(["nope"])).await,
+        json!(false)
+    );
+    assert_eq!(
+        ok(&fleet, id, "openvswitch.port_get_tag", json!(["nope"])).await,
+        json!(false)
+    );
+    assert_eq!(
+        ok_kw(
+            &fleet,
+            id,
+            "openvswitch.db_get",
+            json!(["Bridge", "nope", "name"]),
+            json!({"if_exists": true})
+        )
+        .await,
         Value::Null
     );
-    let r = call(&fleet, id, "openvswitch.db_get", json!(["Bridge", "nope", "name"]), json!({})).await;
-    assert!(!r.success && r.ret.as_str().unwrap().contains("no row \"nope\" in table Bridge"), "{r:?}");
+    let r = call(
+        &fleet,
+        id,
+        "openvswitch.db_get",
+        json!(["Bridge", "nope", "name"]),
+        json!({}),
+    )
+    .await;
+    assert!(
+        !r.success
+            && r.ret
+                .as_str()
+                .unwrap()
+                .contains("no row \"nope\" in table Bridge"),
+        "{r:?}"
+    );
     // Open_vSwitch's one row is "."; other tables come by select, not the replica.
     assert_eq!(
-        ok(&fleet, id, "openvswitch.db_get", json!(["Open_vSwitch", ".", "bridges"])).await,
+        ok(
+            &fleet,
+            id,
+            "openvswitch.db_get",
+            json!(["Open_vSwitch", ".", "bridges"])
+        )
+        .await,
         vsctl_db_get(&s, "Open_vSwitch", ".", "bridges")
     );
-    s.vsctl_ok(&["--", "set", "bridge", "br1", "sflow=@s", "--", "--id=@s", "create", "sflow", "targets=\"10.0.0.1:6343\"", "agent=lo"]);
+    s.vsctl_ok(&[
+        "--",
+        "set",
+        "bridge",
+        "br1",
+        "sflow=@s",
+        "--",
+        "--id=@s",
+        "create",
+        "sflow",
+        "targets=\"10.0.0.1:6343\"",
+        "agent=lo",
+    ]);
     let sflow = s.vsctl_ok(&["get", "bridge", "br1", "sflow"]);
     assert_eq!(
-        ok(&fleet, id, "openvswitch.db_get", json!(["sflow", sflow, "agent"])).await,
+        ok(
+            &fleet,
+            id,
+            "openvswitch.db_get",
+            json!(["sflow", sflow, "agent"])
+        )
+        .await,
         json!("lo")
     );
 
@@ -428,7 +540,13 @@ async fn reads_match_ovs_vsctl_and_follow_its_changes() {
     s.vsctl_ok(&["add-port", "br-new", "n1", "tag=42"]);
     s.vsctl_ok(&["del-br", "br1"]);
     s.vsctl_ok(&["set", "port", "p1", "tag=8"]);
-    s.vsctl_ok(&["set", "interface", "vx1", "options:key=6001", "options:dst_port=4790"]);
+    s.vsctl_ok(&[
+        "set",
+        "interface",
+        "vx1",
+        "options:key=6001",
+        "options:dst_port=4790",
+    ]);
     let want = s.lines(&["list-br"]);
     eventually("the monitor to show ovs-vsctl's bridges", || {
         let (fleet, want) = (&fleet, &want);
@@ -444,7 +562,10 @@ async fn reads_match_ovs_vsctl_and_follow_its_changes() {
     let g = within(10, "grains refresh", async {
         loop {
             let g = ok(&fleet, id, "grains.items", json!([])).await;
-            if g["bridges"].as_array().is_some_and(|b| b.contains(&json!("br-new"))) {
+            if g["bridges"]
+                .as_array()
+                .is_some_and(|b| b.contains(&json!("br-new")))
+            {
                 return g;
             }
             // Grains are cached by the actor; the stats are live.
@@ -460,8 +581,14 @@ async fn reads_match_ovs_vsctl_and_follow_its_changes() {
 
     // interface_stats: link and admin state, MTU and counters as the database has them.
     s.vsctl_ok(&[
-        "set", "interface", "n1", "link_state=down", "admin_state=up", "mtu=1500",
-        "statistics:rx_packets=10", "statistics:tx_bytes=2048",
+        "set",
+        "interface",
+        "n1",
+        "link_state=down",
+        "admin_state=up",
+        "mtu=1500",
+        "statistics:rx_packets=10",
+        "statistics:tx_bytes=2048",
     ]);
     eventually("interface_stats to show n1's state", || {
         let fleet = &fleet;
@@ -493,8 +620,14 @@ async fn reads_match_ovs_vsctl_and_follow_its_changes() {
     want.sort();
     assert_eq!(names, want.iter().collect::<Vec<_>>());
     let metrics = drover::telemetry::metrics_handle().render();
-    assert!(metrics.contains("drover_ovs_bridges"), "bridge gauge exported");
-    assert!(metrics.contains("drover_ovs_interfaces_link_down"), "link-down gauge exported");
+    assert!(
+        metrics.contains("drover_ovs_bridges"),
+        "bridge gauge exported"
+    );
+    assert!(
+        metrics.contains("drover_ovs_interfaces_link_down"),
+        "link-down gauge exported"
+    );
 }
 
 #[actix_rt::test]
@@ -509,58 +642,170 @@ async fn writes_are_seen_by_ovs_vsctl() {
     let f = json!(false);
 
     // A bridge, its local port and its internal interface, in one transaction.
-    assert_eq!(ok(&fleet, id, "openvswitch.bridge_create", json!(["br0"])).await, t);
+    assert_eq!(
+        ok(&fleet, id, "openvswitch.bridge_create", json!(["br0"])).await,
+        t
+    );
     assert_eq!(s.lines(&["list-br"]), json!(["br0"]));
     assert_eq!(s.vsctl_ok(&["get", "interface", "br0", "type"]), "internal");
     assert_eq!(s.lines(&["list-ports", "br0"]), json!([]));
     // may_exist defaults to True, as in Salt; without it, a second create is False.
-    assert_eq!(ok(&fleet, id, "openvswitch.bridge_create", json!(["br0"])).await, t);
     assert_eq!(
-        ok_kw(&fleet, id, "openvswitch.bridge_create", json!(["br0"]), json!({"may_exist": false})).await,
+        ok(&fleet, id, "openvswitch.bridge_create", json!(["br0"])).await,
+        t
+    );
+    assert_eq!(
+        ok_kw(
+            &fleet,
+            id,
+            "openvswitch.bridge_create",
+            json!(["br0"]),
+            json!({"may_exist": false})
+        )
+        .await,
         f
     );
     // A fake bridge needs both parent and vlan.
     assert_eq!(
-        ok_kw(&fleet, id, "openvswitch.bridge_create", json!(["vl10"]), json!({"parent": "br0", "vlan": 10})).await,
+        ok_kw(
+            &fleet,
+            id,
+            "openvswitch.bridge_create",
+            json!(["vl10"]),
+            json!({"parent": "br0", "vlan": 10})
+        )
+        .await,
         t
     );
     assert_eq!(s.vsctl_ok(&["br-to-parent", "vl10"]), "br0");
     assert_eq!(s.vsctl_ok(&["br-to-vlan", "vl10"]), "10");
-    let r = call(&fleet, id, "openvswitch.bridge_create", json!(["x"]), json!({"parent": "br0"})).await;
-    assert!(!r.success && r.ret.as_str().unwrap().contains("vlan must also be specified"), "{r:?}");
+    let r = call(
+        &fleet,
+        id,
+        "openvswitch.bridge_create",
+        json!(["x"]),
+        json!({"parent": "br0"}),
+    )
+    .await;
+    assert!(
+        !r.success
+            && r.ret
+                .as_str()
+                .unwrap()
+                .contains("vlan must also be specified"),
+        "{r:?}"
+    );
     assert_eq!(
-        ok_kw(&fleet, id, "openvswitch.bridge_create", json!(["x"]), json!({"parent": "vl10", "vlan": 3})).await,
+        ok_kw(
+            &fleet,
+            id,
+            "openvswitch.bridge_create",
+            json!(["x"]),
+            json!({"parent": "vl10", "vlan": 3})
+        )
+        .await,
         f,
         "a fake bridge cannot parent another"
     );
 
     // Ports: plain, internal, on a fake bridge (which tags them).
-    assert_eq!(ok(&fleet, id, "openvswitch.port_add", json!(["br0", "eth1"])).await, t);
-    assert_eq!(ok(&fleet, id, "openvswitch.port_add", json!(["br0", "eth1"])).await, f);
     assert_eq!(
-        ok_kw(&fleet, id, "openvswitch.port_add", json!(["br0", "eth1"]), json!({"may_exist": true})).await,
+        ok(&fleet, id, "openvswitch.port_add", json!(["br0", "eth1"])).await,
         t
     );
     assert_eq!(
-        ok_kw(&fleet, id, "openvswitch.port_add", json!(["br0", "int0"]), json!({"internal": true})).await,
+        ok(&fleet, id, "openvswitch.port_add", json!(["br0", "eth1"])).await,
+        f
+    );
+    assert_eq!(
+        ok_kw(
+            &fleet,
+            id,
+            "openvswitch.port_add",
+            json!(["br0", "eth1"]),
+            json!({"may_exist": true})
+        )
+        .await,
         t
     );
-    assert_eq!(s.vsctl_ok(&["get", "interface", "int0", "type"]), "internal");
-    assert_eq!(ok(&fleet, id, "openvswitch.port_add", json!(["vl10", "tap0"])).await, t);
+    assert_eq!(
+        ok_kw(
+            &fleet,
+            id,
+            "openvswitch.port_add",
+            json!(["br0", "int0"]),
+            json!({"internal": true})
+        )
+        .await,
+        t
+    );
+    assert_eq!(
+        s.vsctl_ok(&["get", "interface", "int0", "type"]),
+        "internal"
+    );
+    assert_eq!(
+        ok(&fleet, id, "openvswitch.port_add", json!(["vl10", "tap0"])).await,
+        t
+    );
     assert_eq!(s.lines(&["list-ports", "vl10"]), json!(["tap0"]));
     assert_eq!(s.vsctl_ok(&["get", "port", "tap0", "tag"]), "10");
     assert_eq!(s.lines(&["list-ports", "br0"]), json!(["eth1", "int0"]));
-    assert_eq!(ok(&fleet, id, "openvswitch.port_add", json!(["nobr", "z"])).await, f);
+    assert_eq!(
+        ok(&fleet, id, "openvswitch.port_add", json!(["nobr", "z"])).await,
+        f
+    );
 
     // port_create_*: new ports, then reconfiguring existing ones.
-    assert_eq!(ok(&fleet, id, "openvswitch.port_create_vlan", json!(["br0", "tap1", 100])).await, t);
-    assert_eq!(s.vsctl_ok(&["get", "port", "tap1", "tag"]), "100");
-    assert_eq!(ok(&fleet, id, "openvswitch.port_create_vlan", json!(["br0", "tap1", 200])).await, t);
-    assert_eq!(s.vsctl_ok(&["get", "port", "tap1", "tag"]), "200");
-    assert_eq!(ok(&fleet, id, "openvswitch.port_create_vlan", json!(["br0", "tap1", 5000])).await, f);
-    assert_eq!(ok(&fleet, id, "openvswitch.port_create_vlan", json!(["nobr", "tap9", 5])).await, f);
     assert_eq!(
-        ok(&fleet, id, "openvswitch.port_create_gre", json!(["br0", "gre1", 5001, "192.0.2.10"])).await,
+        ok(
+            &fleet,
+            id,
+            "openvswitch.port_create_vlan",
+            json!(["br0", "tap1", 100])
+        )
+        .await,
+        t
+    );
+    assert_eq!(s.vsctl_ok(&["get", "port", "tap1", "tag"]), "100");
+    assert_eq!(
+        ok(
+            &fleet,
+            id,
+            "openvswitch.port_create_vlan",
+            json!(["br0", "tap1", 200])
+        )
+        .await,
+        t
+    );
+    assert_eq!(s.vsctl_ok(&["get", "port", "tap1", "tag"]), "200");
+    assert_eq!(
+        ok(
+            &fleet,
+            id,
+            "openvswitch.port_create_vlan",
+            json!(["br0", "tap1", 5000])
+        )
+        .await,
+        f
+    );
+    assert_eq!(
+        ok(
+            &fleet,
+            id,
+            "openvswitch.port_create_vlan",
+            json!(["nobr", "tap9", 5])
+        )
+        .await,
+        f
+    );
+    assert_eq!(
+        ok(
+            &fleet,
+            id,
+            "openvswitch.port_create_gre",
+            json!(["br0", "gre1", 5001, "192.0.2.10"])
+        )
+        .await,
         t
     );
     assert_eq!(s.vsctl_ok(&["get", "interface", "gre1", "type"]), "gre");
@@ -569,7 +814,13 @@ async fn writes_are_seen_by_ovs_vsctl() {
         r#"{key="5001", remote_ip="192.0.2.10"}"#
     );
     assert_eq!(
-        ok(&fleet, id, "openvswitch.port_create_gre", json!(["br0", "gre1", 5002, "192.0.2.11"])).await,
+        ok(
+            &fleet,
+            id,
+            "openvswitch.port_create_gre",
+            json!(["br0", "gre1", 5002, "192.0.2.11"])
+        )
+        .await,
         t
     );
     assert_eq!(
@@ -577,15 +828,34 @@ async fn writes_are_seen_by_ovs_vsctl() {
         r#"{key="5002", remote_ip="192.0.2.11"}"#
     );
     assert_eq!(
-        ok(&fleet, id, "openvswitch.port_create_gre", json!(["br0", "gre2", 1u64 << 32, "192.0.2.1"])).await,
+        ok(
+            &fleet,
+            id,
+            "openvswitch.port_create_gre",
+            json!(["br0", "gre2", 1u64 << 32, "192.0.2.1"])
+        )
+        .await,
         f
     );
     assert_eq!(
-        ok(&fleet, id, "openvswitch.port_create_gre", json!(["br0", "gre2", 1, "not-an-ip"])).await,
+        ok(
+            &fleet,
+            id,
+            "openvswitch.port_create_gre",
+            json!(["br0", "gre2", 1, "not-an-ip"])
+        )
+        .await,
         f
     );
     assert_eq!(
-        ok_kw(&fleet, id, "openvswitch.port_create_vxlan", json!(["br0", "vx1", 7000, "192.0.2.20"]), json!({"dst_port": 8472})).await,
+        ok_kw(
+            &fleet,
+            id,
+            "openvswitch.port_create_vxlan",
+            json!(["br0", "vx1", 7000, "192.0.2.20"]),
+            json!({"dst_port": 8472})
+        )
+        .await,
         t
     );
     assert_eq!(
@@ -594,18 +864,36 @@ async fn writes_are_seen_by_ovs_vsctl() {
     );
     assert_eq!(s.vsctl_ok(&["get", "interface", "vx1", "type"]), "vxlan");
     assert_eq!(
-        ok(&fleet, id, "openvswitch.interface_get_options", json!(["vx1"])).await,
+        ok(
+            &fleet,
+            id,
+            "openvswitch.interface_get_options",
+            json!(["vx1"])
+        )
+        .await,
         s.lines(&["get", "interface", "vx1", "options"])
     );
 
     // db_set: None on success, the error text otherwise.
     assert_eq!(
-        ok(&fleet, id, "openvswitch.db_set", json!(["Port", "eth1", "tag", 33])).await,
+        ok(
+            &fleet,
+            id,
+            "openvswitch.db_set",
+            json!(["Port", "eth1", "tag", 33])
+        )
+        .await,
         Value::Null
     );
     assert_eq!(s.vsctl_ok(&["get", "port", "eth1", "tag"]), "33");
     assert_eq!(
-        ok(&fleet, id, "openvswitch.db_set", json!(["Interface", "eth1", "external_ids", {"owner": "noc", "rack": 4}])).await,
+        ok(
+            &fleet,
+            id,
+            "openvswitch.db_set",
+            json!(["Interface", "eth1", "external_ids", {"owner": "noc", "rack": 4}])
+        )
+        .await,
         Value::Null
     );
     assert_eq!(
@@ -613,61 +901,199 @@ async fn writes_are_seen_by_ovs_vsctl() {
         r#"{owner=noc, rack="4"}"#
     );
     assert_eq!(
-        ok(&fleet, id, "openvswitch.db_set", json!(["Port", "eth1", "trunks", [30, 10, 20]])).await,
+        ok(
+            &fleet,
+            id,
+            "openvswitch.db_set",
+            json!(["Port", "eth1", "trunks", [30, 10, 20]])
+        )
+        .await,
         Value::Null
     );
-    assert_eq!(s.vsctl_ok(&["get", "port", "eth1", "trunks"]), "[10, 20, 30]");
     assert_eq!(
-        ok(&fleet, id, "openvswitch.db_set", json!(["Bridge", "br0", "stp_enable", true])).await,
+        s.vsctl_ok(&["get", "port", "eth1", "trunks"]),
+        "[10, 20, 30]"
+    );
+    assert_eq!(
+        ok(
+            &fleet,
+            id,
+            "openvswitch.db_set",
+            json!(["Bridge", "br0", "stp_enable", true])
+        )
+        .await,
         Value::Null
     );
     assert_eq!(s.vsctl_ok(&["get", "bridge", "br0", "stp_enable"]), "true");
-    let e = ok(&fleet, id, "openvswitch.db_set", json!(["Bridge", "nope", "stp_enable", true])).await;
-    assert!(e.as_str().unwrap().contains("no row \"nope\" in table Bridge"), "{e}");
-    let e = ok(&fleet, id, "openvswitch.db_set", json!(["Bridge", "br0", "nosuch", 1])).await;
-    assert!(e.as_str().unwrap().contains("does not contain a column"), "{e}");
-    let e = ok(&fleet, id, "openvswitch.db_set", json!(["Port", "eth1", "vlan_mode", "bogus"])).await;
-    assert!(e.is_string(), "the server's constraint check is reported: {e}");
+    let e = ok(
+        &fleet,
+        id,
+        "openvswitch.db_set",
+        json!(["Bridge", "nope", "stp_enable", true]),
+    )
+    .await;
+    assert!(
+        e.as_str()
+            .unwrap()
+            .contains("no row \"nope\" in table Bridge"),
+        "{e}"
+    );
+    let e = ok(
+        &fleet,
+        id,
+        "openvswitch.db_set",
+        json!(["Bridge", "br0", "nosuch", 1]),
+    )
+    .await;
+    assert!(
+        e.as_str().unwrap().contains("does not contain a column"),
+        "{e}"
+    );
+    let e = ok(
+        &fleet,
+        id,
+        "openvswitch.db_set",
+        json!(["Port", "eth1", "vlan_mode", "bogus"]),
+    )
+    .await;
+    assert!(
+        e.is_string(),
+        "the server's constraint check is reported: {e}"
+    );
     assert_eq!(
-        ok_kw(&fleet, id, "openvswitch.db_set", json!(["Bridge", "nope", "stp_enable", true]), json!({"if_exists": true})).await,
+        ok_kw(
+            &fleet,
+            id,
+            "openvswitch.db_set",
+            json!(["Bridge", "nope", "stp_enable", true]),
+            json!({"if_exists": true})
+        )
+        .await,
         Value::Null
     );
 
     // Removing: not the local port, not through the wrong bridge.
-    assert_eq!(ok(&fleet, id, "openvswitch.port_remove", json!(["br0", "br0"])).await, f);
-    assert_eq!(ok(&fleet, id, "openvswitch.port_remove", json!(["br0", "tap0"])).await, f);
-    assert_eq!(ok(&fleet, id, "openvswitch.port_remove", json!(["vl10", "tap0"])).await, t);
-    assert_eq!(s.lines(&["list-ports", "vl10"]), json!([]));
-    assert_eq!(ok(&fleet, id, "openvswitch.port_remove", json!([null, "eth1"])).await, t);
-    assert!(!s.vsctl(&["get", "interface", "eth1", "type"]).0, "its interface went too");
-    assert_eq!(ok(&fleet, id, "openvswitch.port_remove", json!(["br0", "gone"])).await, t);
     assert_eq!(
-        ok_kw(&fleet, id, "openvswitch.port_remove", json!(["br0", "gone"]), json!({"if_exists": false})).await,
+        ok(&fleet, id, "openvswitch.port_remove", json!(["br0", "br0"])).await,
+        f
+    );
+    assert_eq!(
+        ok(
+            &fleet,
+            id,
+            "openvswitch.port_remove",
+            json!(["br0", "tap0"])
+        )
+        .await,
+        f
+    );
+    assert_eq!(
+        ok(
+            &fleet,
+            id,
+            "openvswitch.port_remove",
+            json!(["vl10", "tap0"])
+        )
+        .await,
+        t
+    );
+    assert_eq!(s.lines(&["list-ports", "vl10"]), json!([]));
+    assert_eq!(
+        ok(&fleet, id, "openvswitch.port_remove", json!([null, "eth1"])).await,
+        t
+    );
+    assert!(
+        !s.vsctl(&["get", "interface", "eth1", "type"]).0,
+        "its interface went too"
+    );
+    assert_eq!(
+        ok(
+            &fleet,
+            id,
+            "openvswitch.port_remove",
+            json!(["br0", "gone"])
+        )
+        .await,
+        t
+    );
+    assert_eq!(
+        ok_kw(
+            &fleet,
+            id,
+            "openvswitch.port_remove",
+            json!(["br0", "gone"]),
+            json!({"if_exists": false})
+        )
+        .await,
         f
     );
     // Deleting a real bridge takes its fake bridges, ports and interfaces along.
-    assert_eq!(ok(&fleet, id, "openvswitch.port_add", json!(["vl10", "tap2"])).await, t);
-    assert_eq!(ok(&fleet, id, "openvswitch.bridge_delete", json!(["vl10"])).await, t);
+    assert_eq!(
+        ok(&fleet, id, "openvswitch.port_add", json!(["vl10", "tap2"])).await,
+        t
+    );
+    assert_eq!(
+        ok(&fleet, id, "openvswitch.bridge_delete", json!(["vl10"])).await,
+        t
+    );
     assert_eq!(s.lines(&["list-br"]), json!(["br0"]));
     assert!(!s.vsctl(&["get", "port", "tap2", "tag"]).0);
     assert_eq!(
-        ok_kw(&fleet, id, "openvswitch.bridge_create", json!(["vl20"]), json!({"parent": "br0", "vlan": 20})).await,
+        ok_kw(
+            &fleet,
+            id,
+            "openvswitch.bridge_create",
+            json!(["vl20"]),
+            json!({"parent": "br0", "vlan": 20})
+        )
+        .await,
         t
     );
-    assert_eq!(ok(&fleet, id, "openvswitch.bridge_delete", json!(["br0"])).await, t);
-    assert_eq!(s.lines(&["list-br"]), json!([]));
-    assert_eq!(s.vsctl_ok(&["--bare", "--columns=name", "list", "interface"]), "");
-    assert_eq!(ok(&fleet, id, "openvswitch.bridge_delete", json!(["br0"])).await, t);
     assert_eq!(
-        ok_kw(&fleet, id, "openvswitch.bridge_delete", json!(["br0"]), json!({"if_exists": false})).await,
+        ok(&fleet, id, "openvswitch.bridge_delete", json!(["br0"])).await,
+        t
+    );
+    assert_eq!(s.lines(&["list-br"]), json!([]));
+    assert_eq!(
+        s.vsctl_ok(&["--bare", "--columns=name", "list", "interface"]),
+        ""
+    );
+    assert_eq!(
+        ok(&fleet, id, "openvswitch.bridge_delete", json!(["br0"])).await,
+        t
+    );
+    assert_eq!(
+        ok_kw(
+            &fleet,
+            id,
+            "openvswitch.bridge_delete",
+            json!(["br0"]),
+            json!({"if_exists": false})
+        )
+        .await,
         f
     );
     // Read-your-writes: the replica has each change when the write returns.
     for i in 0..5 {
         let br = format!("rw{i}");
-        assert_eq!(ok(&fleet, id, "openvswitch.bridge_create", json!([br])).await, t);
-        assert_eq!(ok(&fleet, id, "openvswitch.bridge_exists", json!([br])).await, t);
-        assert_eq!(ok(&fleet, id, "openvswitch.port_add", json!([br, format!("p{i}")])).await, t);
+        assert_eq!(
+            ok(&fleet, id, "openvswitch.bridge_create", json!([br])).await,
+            t
+        );
+        assert_eq!(
+            ok(&fleet, id, "openvswitch.bridge_exists", json!([br])).await,
+            t
+        );
+        assert_eq!(
+            ok(
+                &fleet,
+                id,
+                "openvswitch.port_add",
+                json!([br, format!("p{i}")])
+            )
+            .await,
+            t
+        );
         assert_eq!(
             ok(&fleet, id, "openvswitch.port_list", json!([br])).await,
             json!([format!("p{i}")])
@@ -680,19 +1106,39 @@ async fn writes_are_seen_by_ovs_vsctl() {
         std::thread::spawn(move || {
             for i in 0..10 {
                 let _ = Command::new(which("ovs-vsctl").unwrap())
-                    .args(["--no-wait", &format!("--db=unix:{}", sock.display()), "add-br", &format!("v{i}")])
+                    .args([
+                        "--no-wait",
+                        &format!("--db=unix:{}", sock.display()),
+                        "add-br",
+                        &format!("v{i}"),
+                    ])
                     .output();
             }
         })
     };
     for i in 0..10 {
-        assert_eq!(ok(&fleet, id, "openvswitch.bridge_create", json!([format!("d{i}")])).await, t);
+        assert_eq!(
+            ok(
+                &fleet,
+                id,
+                "openvswitch.bridge_create",
+                json!([format!("d{i}")])
+            )
+            .await,
+            t
+        );
     }
     writer.join().unwrap();
     let list = s.lines(&["list-br"]);
     for i in 0..10 {
-        assert!(list.as_array().unwrap().contains(&json!(format!("d{i}"))), "{list}");
-        assert!(list.as_array().unwrap().contains(&json!(format!("v{i}"))), "{list}");
+        assert!(
+            list.as_array().unwrap().contains(&json!(format!("d{i}"))),
+            "{list}"
+        );
+        assert!(
+            list.as_array().unwrap().contains(&json!(format!("v{i}"))),
+            "{list}"
+        );
     }
     compare_reads(&fleet, id, &s).await;
 }
@@ -703,7 +1149,8 @@ async fn writes_refuse_a_schema_without_the_columns_they_need() {
     logs();
     // The real schema less Port.fake_bridge: real bridges still work, fake ones
     // fail with an error naming the column instead of a half-made bridge.
-    let mut schema: Value = serde_json::from_str(&std::fs::read_to_string(SCHEMA).unwrap()).unwrap();
+    let mut schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(SCHEMA).unwrap()).unwrap();
     schema["tables"]["Port"]["columns"]
         .as_object_mut()
         .unwrap()
@@ -712,11 +1159,24 @@ async fn writes_refuse_a_schema_without_the_columns_they_need() {
     let inv = Inventory::parse(&s.inventory_entry("ovs-s", false), Path::new("<ovs>")).unwrap();
     let fleet = start_fleet(fleet_cfg(), inv).await;
     let id = "ovs-s";
-    assert_eq!(ok(&fleet, id, "openvswitch.bridge_create", json!(["br0"])).await, json!(true));
-    let r = call(&fleet, id, "openvswitch.bridge_create", json!(["vl5", true, "br0", 5]), json!({})).await;
+    assert_eq!(
+        ok(&fleet, id, "openvswitch.bridge_create", json!(["br0"])).await,
+        json!(true)
+    );
+    let r = call(
+        &fleet,
+        id,
+        "openvswitch.bridge_create",
+        json!(["vl5", true, "br0", 5]),
+        json!({}),
+    )
+    .await;
     assert!(!r.success, "{r:?}");
     let msg = r.ret.as_str().unwrap();
-    assert!(msg.contains("Port.fake_bridge") && msg.contains("8.3.1"), "{msg}");
+    assert!(
+        msg.contains("Port.fake_bridge") && msg.contains("8.3.1"),
+        "{msg}"
+    );
     assert_eq!(s.lines(&["list-br"]), json!(["br0"]));
     // A device that answers but cannot take a write is not a down device.
     assert_eq!(ok(&fleet, id, "test.ping", json!([])).await, json!(true));
@@ -733,7 +1193,10 @@ async fn writes_refuse_a_schema_without_the_columns_they_need() {
     );
     assert_eq!(dev.bridge_list().await.unwrap(), Vec::<String>::new());
     let e = dev.bridge_create("br0", true, None).await.unwrap_err();
-    assert!(matches!(&e, OvsdbError::Schema(m) if m.contains("9.0.0")), "{e}");
+    assert!(
+        matches!(&e, OvsdbError::Schema(m) if m.contains("9.0.0")),
+        "{e}"
+    );
 }
 
 /// The device driver on its own, with a small message cap.
@@ -789,7 +1252,9 @@ async fn hostile(kind: &'static str) -> (u16, tokio::task::JoinHandle<()>) {
     let port = l.local_addr().unwrap().port();
     let h = tokio::spawn(async move {
         loop {
-            let Ok((mut c, _)) = l.accept().await else { return };
+            let Ok((mut c, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let _ = c.read(&mut buf).await;
@@ -874,7 +1339,8 @@ async fn fifty_servers_one_killed_mid_job_and_restarted() {
     let fleet = start_fleet(cfg, inv).await;
     let ids: Vec<String> = (0..N).map(|i| format!("ovs-{i:02}")).collect();
 
-    let (minions, rets) = run_job(&fleet, request("ovs-*", "openvswitch.bridge_list", vec![])).await;
+    let (minions, rets) =
+        run_job(&fleet, request("ovs-*", "openvswitch.bridge_list", vec![])).await;
     assert_eq!(minions.len(), N as usize);
     assert_exactly_one_each(&minions, &rets);
     for r in &rets {
@@ -918,7 +1384,14 @@ async fn fifty_servers_one_killed_mid_job_and_restarted() {
     let vid = ids[victim].clone();
     within(30, "the victim to come back", async {
         loop {
-            let r = call(&fleet, &vid, "openvswitch.bridge_list", json!([]), json!({})).await;
+            let r = call(
+                &fleet,
+                &vid,
+                "openvswitch.bridge_list",
+                json!([]),
+                json!({}),
+            )
+            .await;
             if r.success && r.ret == json!([format!("br-{victim}")]) {
                 break;
             }
@@ -928,11 +1401,20 @@ async fn fifty_servers_one_killed_mid_job_and_restarted() {
     .await;
     let (minions, rets) = run_job(&fleet, request("ovs-*", "test.ping", vec![])).await;
     assert_exactly_one_each(&minions, &rets);
-    assert!(rets.iter().all(|r| r.success && r.ret == json!(true)), "{rets:?}");
+    assert!(
+        rets.iter().all(|r| r.success && r.ret == json!(true)),
+        "{rets:?}"
+    );
 
     // Fleet-wide gauges: 50 connected hosts, one bridge each.
     let metrics = drover::telemetry::metrics_handle().render();
-    assert!(metrics.contains("drover_devices{driver=\"ovs\",state=\"up\"}"), "per-driver health");
+    assert!(
+        metrics.contains("drover_devices{driver=\"ovs\",state=\"up\"}"),
+        "per-driver health"
+    );
     assert!(metrics.contains("drover_ovs_connected"));
-    assert!(metrics.contains("drover_ovs_sessions_total{event=\"lost\"}"), "the kill was seen");
+    assert!(
+        metrics.contains("drover_ovs_sessions_total{event=\"lost\"}"),
+        "the kill was seen"
+    );
 }

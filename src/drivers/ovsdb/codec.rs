@@ -276,7 +276,7 @@ mod tests {
         assert!(matches!(s.next_frame(), Err(OvsdbError::TooLarge(16))));
 
         let mut s = FrameSplitter::new(1 << 20);
-        s.extend(&vec![b'['; 10]);
+        s.extend(&[b'['; 10]);
         let mut deep = b"{".to_vec();
         deep.extend(vec![b'['; 200]);
         let mut s2 = FrameSplitter::new(1 << 20);
@@ -308,7 +308,11 @@ mod tests {
             br#"{"method":"m","params":{}}"#,
             b"{not json}",
         ] {
-            assert!(Message::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                Message::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -328,5 +332,195 @@ mod tests {
             error_text(&json!({"error": "constraint violation", "details": "dup"})),
             "constraint violation: dup"
         );
+    }
+}
+
+/// Decoder robustness: arbitrary and mutated byte streams through the splitter,
+/// the message parser and the replica must give frames or errors, never a panic,
+/// and never buffer more than the cap plus one read.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::drivers::ovsdb::replica::Replica;
+    use crate::drivers::ovsdb::schema::Schema;
+
+    const CAP: usize = 4096;
+
+    /// Real traffic: a monitor reply, updates, an echo, a transact reply.
+    fn samples() -> Vec<Vec<u8>> {
+        [
+            json!({"id": 3, "error": null, "result": {"Bridge": {"8741227b-0d1b-40c5-b49d-45fefeb21f32": {"initial": {"name": "br0", "ports": ["set", [["uuid", "0451c1e7-bf51-418a-9754-a87ab77034a1"]]]}}}, "Port": {"0451c1e7-bf51-418a-9754-a87ab77034a1": {"initial": {"name": "br0", "tag": 5, "other_config": ["map", [["a", "b"]]]}}}}}),
+            json!({"id": null, "method": "update2", "params": ["drover", {"Port": {"0451c1e7-bf51-418a-9754-a87ab77034a1": {"modify": {"tag": 7, "trunks": ["set", [1, 2]], "other_config": ["map", [["a", "c"]]]}}}}]}),
+            json!({"id": null, "method": "update", "params": ["drover", {"Bridge": {"8741227b-0d1b-40c5-b49d-45fefeb21f32": {"old": {}, "new": {"name": "br\"1\\"}}}}]}),
+            json!({"id": "echo", "method": "echo", "params": []}),
+            json!({"id": 9, "result": [{"uuid": ["uuid", "d75821d9-4f95-42c6-9800-788568f8b422"]}, {"error": "timed out", "details": "\"where\" clause test failed"}], "error": null}),
+        ]
+        .iter()
+        .map(|v| serde_json::to_vec(v).unwrap())
+        .collect()
+    }
+
+    fn schema() -> Schema {
+        Schema::parse(&json!({"name": "Open_vSwitch", "version": "8.3.1", "tables": {
+            "Bridge": {"columns": {"name": {"type": "string"}, "ports": {"type": {"key": {"type": "uuid", "refTable": "Port"}, "min": 0, "max": "unlimited"}}}},
+            "Port": {"columns": {"name": {"type": "string"}, "tag": {"type": {"key": "integer", "min": 0, "max": 1}},
+                     "trunks": {"type": {"key": "integer", "min": 0, "max": 4096}},
+                     "other_config": {"type": {"key": "string", "value": "string", "min": 0, "max": "unlimited"}}}}
+        }}))
+        .unwrap()
+    }
+
+    /// Everything the session does with incoming bytes, minus the socket.
+    fn consume(stream: &[u8], chunks: &[usize]) -> Result<usize, OvsdbError> {
+        let schema = schema();
+        let mut replica = Replica::default();
+        let mut s = FrameSplitter::new(CAP);
+        let mut frames = 0;
+        let mut at = 0;
+        let mut sizes = chunks.iter().cycle();
+        while at < stream.len() {
+            let n = (*sizes.next().unwrap_or(&1)).clamp(1, stream.len() - at);
+            s.extend(&stream[at..at + n]);
+            at += n;
+            assert!(s.buffered() <= CAP + n + 1, "buffer grew past the cap");
+            while let Some(frame) = s.next_frame()? {
+                assert!(frame.len() <= CAP + 1);
+                frames += 1;
+                match Message::parse(&frame)? {
+                    Message::Notification { params, .. } => {
+                        if let Some(u) = params.get(1) {
+                            let _ = replica.apply(u, &schema, true);
+                            let _ = replica.apply(u, &schema, false);
+                        }
+                    }
+                    Message::Response { result, .. } => {
+                        let _ = replica.apply(&result, &schema, true);
+                        let _ = error_text(&result);
+                    }
+                    Message::Request { .. } => {}
+                }
+                let _ = replica.view();
+                let _ = replica.counts();
+            }
+        }
+        Ok(frames)
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|i| json!(i)),
+            "[a-z\"\\\\{}\\[\\] ]{0,8}".prop_map(Value::String),
+            Just(json!(["uuid", "0451c1e7-bf51-418a-9754-a87ab77034a1"])),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,6}", inner.clone(), 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                (Just("set"), prop::collection::vec(inner.clone(), 0..3))
+                    .prop_map(|(t, v)| json!([t, v])),
+                (
+                    Just("map"),
+                    prop::collection::vec((inner.clone(), inner), 0..3)
+                )
+                    .prop_map(|(t, v)| json!([
+                        t,
+                        v.into_iter()
+                            .map(|(a, b)| json!([a, b]))
+                            .collect::<Vec<_>>()
+                    ])),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in prop::collection::vec(any::<u8>(), 0..2048),
+            chunks in prop::collection::vec(1usize..300, 1..8),
+        ) {
+            let _ = consume(&bytes, &chunks);
+        }
+
+        #[test]
+        fn arbitrary_messages_split_exactly(
+            msgs in prop::collection::vec(prop::collection::btree_map("[a-z]{1,5}", json_value(), 0..4), 1..6),
+            chunks in prop::collection::vec(1usize..64, 1..8),
+        ) {
+            let objects: Vec<Vec<u8>> = msgs
+                .iter()
+                .map(|m| serde_json::to_vec(&Value::Object(m.clone().into_iter().collect())).unwrap())
+                .filter(|b| b.len() <= CAP)
+                .collect();
+            let stream = objects.join(&b" \n"[..]);
+            let mut s = FrameSplitter::new(CAP);
+            let mut got = Vec::new();
+            let mut at = 0;
+            let mut sizes = chunks.iter().cycle();
+            while at < stream.len() {
+                let n = (*sizes.next().unwrap()).min(stream.len() - at);
+                s.extend(&stream[at..at + n]);
+                at += n;
+                while let Some(f) = s.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            prop_assert_eq!(got, objects);
+        }
+
+        #[test]
+        fn mutated_traffic_never_panics(
+            which in prop::collection::vec(0usize..5, 1..6),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..12),
+            chunks in prop::collection::vec(1usize..200, 1..8),
+        ) {
+            let samples = samples();
+            let mut stream: Vec<u8> = which.iter().flat_map(|i| samples[*i].clone()).collect();
+            for (at, byte, op) in edits {
+                if stream.is_empty() {
+                    break;
+                }
+                let i = at.index(stream.len());
+                match op {
+                    0 => stream[i] = byte,
+                    1 => stream.insert(i, byte),
+                    _ => {
+                        stream.remove(i);
+                    }
+                }
+            }
+            let _ = consume(&stream, &chunks);
+        }
+
+        #[test]
+        fn arbitrary_json_into_replica_and_datums_never_panics(v in json_value()) {
+            let schema = schema();
+            let mut r = Replica::default();
+            let _ = r.apply(&v, &schema, true);
+            let _ = r.apply(&v, &schema, false);
+            let _ = r.apply(&json!({"Port": {"0451c1e7-bf51-418a-9754-a87ab77034a1": {"modify": {"tag": v.clone(), "other_config": v.clone(), "trunks": v.clone()}}}}), &schema, true);
+            let _ = r.view();
+            if let Ok(d) = crate::drivers::ovsdb::datum::Datum::from_json(&v) {
+                for col in ["tag", "trunks", "other_config", "name"] {
+                    let ty = schema.column("Port", col).unwrap();
+                    let _ = d.to_text(ty);
+                    let _ = d.to_salt(ty);
+                    let _ = crate::drivers::ovsdb::datum::datum_from_user(&v, ty);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn clean_samples_decode() {
+        let stream: Vec<u8> = samples().concat();
+        assert_eq!(consume(&stream, &[7, 100, 3]).unwrap(), 5);
     }
 }

@@ -206,10 +206,7 @@ impl Connection {
             .map_err(|_| OvsdbError::Connect("session task stopped".into()))
     }
 
-    async fn wait<T>(
-        &self,
-        rx: oneshot::Receiver<Result<T, OvsdbError>>,
-    ) -> Result<T, OvsdbError> {
+    async fn wait<T>(&self, rx: oneshot::Receiver<Result<T, OvsdbError>>) -> Result<T, OvsdbError> {
         let t = self.inner.shared.timeout;
         match tokio::time::timeout(t, rx).await {
             Ok(Ok(r)) => r,
@@ -435,8 +432,10 @@ impl Session {
             .copied()
             .filter(|t| s.schema.tables.contains_key(*t))
             .collect();
-        let cond: serde_json::Map<String, Value> =
-            tables.iter().map(|t| ((*t).to_owned(), json!([{}]))).collect();
+        let cond: serde_json::Map<String, Value> = tables
+            .iter()
+            .map(|t| ((*t).to_owned(), json!([{}])))
+            .collect();
         let initial = match s
             .roundtrip("monitor_cond", json!(["Open_vSwitch", MONITOR_ID, cond]))
             .await
@@ -445,8 +444,10 @@ impl Session {
             Err(OvsdbError::Server(e)) if e.contains("unknown method") => {
                 // Servers before OVS 2.6 only have RFC 7047's monitor.
                 s.v2 = false;
-                let plain: serde_json::Map<String, Value> =
-                    tables.iter().map(|t| ((*t).to_owned(), json!({}))).collect();
+                let plain: serde_json::Map<String, Value> = tables
+                    .iter()
+                    .map(|t| ((*t).to_owned(), json!({})))
+                    .collect();
                 s.roundtrip("monitor", json!(["Open_vSwitch", MONITOR_ID, plain]))
                     .await?
             }
@@ -472,7 +473,9 @@ impl Session {
     }
 
     fn respond(&self, id: Value, result: Value, error: Value) {
-        let _ = self.out.send(Message::Response { id, result, error }.to_bytes());
+        let _ = self
+            .out
+            .send(Message::Response { id, result, error }.to_bytes());
     }
 
     /// A request during the handshake: answers the server's echoes while waiting.
@@ -488,7 +491,10 @@ impl Session {
                     return if error.is_null() {
                         Ok(result)
                     } else {
-                        Err(OvsdbError::Server(format!("{method}: {}", error_text(&error))))
+                        Err(OvsdbError::Server(format!(
+                            "{method}: {}",
+                            error_text(&error)
+                        )))
                     };
                 }
                 Message::Request { id, method, params } => self.answer(id, &method, params),
@@ -501,7 +507,11 @@ impl Session {
         if method == "echo" {
             self.respond(id, params, Value::Null);
         } else {
-            self.respond(id, Value::Null, json!({"error": "unknown method", "details": method}));
+            self.respond(
+                id,
+                Value::Null,
+                json!({"error": "unknown method", "details": method}),
+            );
         }
     }
 

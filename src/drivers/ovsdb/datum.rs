@@ -34,7 +34,9 @@ impl Atom {
             Value::Bool(b) => Ok(Atom::Boolean(*b)),
             Value::String(s) => Ok(Atom::String(s.clone())),
             Value::Array(a) => match (a.first().and_then(Value::as_str), a.get(1), a.len()) {
-                (Some("uuid"), Some(Value::String(u)), 2) if is_uuid(u) => Ok(Atom::Uuid(u.clone())),
+                (Some("uuid"), Some(Value::String(u)), 2) if is_uuid(u) => {
+                    Ok(Atom::Uuid(u.clone()))
+                }
                 (Some("named-uuid"), Some(Value::String(u)), 2) => Ok(Atom::NamedUuid(u.clone())),
                 _ => Err(format!("{v} is not an atom")),
             },
@@ -244,7 +246,10 @@ impl Datum {
     /// A string-to-string map's value for `key`.
     pub fn get(&self, key: &str) -> Option<&Atom> {
         match self {
-            Datum::Map(m) => m.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
+            Datum::Map(m) => m
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
             Datum::Set(_) => None,
         }
     }
@@ -321,7 +326,10 @@ impl Datum {
                 }
             };
             for (k, v) in d {
-                match old.iter().position(|(o, _)| atom_cmp(o, &k) == Ordering::Equal) {
+                match old
+                    .iter()
+                    .position(|(o, _)| atom_cmp(o, &k) == Ordering::Equal)
+                {
                     Some(i) if old[i].1 == v => {
                         old.remove(i);
                     }
@@ -406,7 +414,9 @@ pub fn datum_from_user(v: &Value, ty: &ColumnType) -> Result<Datum, String> {
             }
             Datum::Map(m).normalised()
         }
-        (Value::Object(_), None) => return Err("a map was given for a column that is not a map".into()),
+        (Value::Object(_), None) => {
+            return Err("a map was given for a column that is not a map".into())
+        }
         (_, Some(_)) => return Err("the column is a map: give an object".into()),
         (Value::Array(a), None) if !is_uuid_pair(v) => Datum::Set(
             a.iter()
@@ -442,12 +452,7 @@ fn atom_from_user(v: &Value, base: &BaseType) -> Result<Atom, String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     };
-    let bad = || {
-        format!(
-            "{v} is not a valid {}",
-            base.atomic.name()
-        )
-    };
+    let bad = || format!("{v} is not a valid {}", base.atomic.name());
     match base.atomic {
         AtomicType::String => text.map(Atom::String).ok_or_else(bad),
         AtomicType::Integer => match v {
@@ -503,7 +508,8 @@ mod tests {
         assert_eq!(Datum::default().to_text(&tag), "[]");
         assert_eq!(Datum::atom(Atom::Integer(7)).to_text(&tag), "7");
         let opts = ty(AtomicType::String, Some(AtomicType::String), 0, u64::MAX);
-        let d = Datum::from_json(&json!(["map", [["remote_ip", "1.2.3.4"], ["key", "5001"]]])).unwrap();
+        let d =
+            Datum::from_json(&json!(["map", [["remote_ip", "1.2.3.4"], ["key", "5001"]]])).unwrap();
         assert_eq!(d.to_text(&opts), r#"{key="5001", remote_ip="1.2.3.4"}"#);
         assert_eq!(Datum::Map(vec![]).to_text(&opts), "{}");
         let s = ty(AtomicType::String, None, 1, 1);
@@ -520,7 +526,12 @@ mod tests {
             assert_eq!(Datum::atom(Atom::String(v.into())).to_text(&s), want, "{v}");
         }
         let set = ty(AtomicType::Integer, None, 0, 4096);
-        assert_eq!(Datum::from_json(&json!(["set", [3, 1]])).unwrap().to_text(&set), "[1, 3]");
+        assert_eq!(
+            Datum::from_json(&json!(["set", [3, 1]]))
+                .unwrap()
+                .to_text(&set),
+            "[1, 3]"
+        );
         assert_eq!(Datum::atom(Atom::Integer(5)).to_text(&set), "[5]");
     }
 
@@ -573,8 +584,14 @@ mod tests {
     #[test]
     fn user_values_take_the_column_type() {
         let tag = ty(AtomicType::Integer, None, 0, 1);
-        assert_eq!(datum_from_user(&json!(5), &tag).unwrap(), Datum::atom(Atom::Integer(5)));
-        assert_eq!(datum_from_user(&json!("5"), &tag).unwrap(), Datum::atom(Atom::Integer(5)));
+        assert_eq!(
+            datum_from_user(&json!(5), &tag).unwrap(),
+            Datum::atom(Atom::Integer(5))
+        );
+        assert_eq!(
+            datum_from_user(&json!("5"), &tag).unwrap(),
+            Datum::atom(Atom::Integer(5))
+        );
         assert_eq!(datum_from_user(&json!([]), &tag).unwrap(), Datum::default());
         assert!(datum_from_user(&json!([1, 2]), &tag).is_err());
         assert!(datum_from_user(&json!("x"), &tag).is_err());
@@ -584,6 +601,9 @@ mod tests {
         let s = ty(AtomicType::String, None, 1, 1);
         assert_eq!(datum_from_user(&json!(42), &s).unwrap().str(), Some("42"));
         let b = ty(AtomicType::Boolean, None, 1, 1);
-        assert_eq!(datum_from_user(&json!("true"), &b).unwrap().bool(), Some(true));
+        assert_eq!(
+            datum_from_user(&json!("true"), &b).unwrap().bool(),
+            Some(true)
+        );
     }
 }

@@ -48,7 +48,13 @@ impl OvsDevice {
                 let list = |col: &str| -> Value {
                     let items: Vec<Value> = root
                         .and_then(|row| row.get(col))
-                        .map(|d| d.atoms().into_iter().filter_map(Atom::as_str).map(|s| json!(s)).collect())
+                        .map(|d| {
+                            d.atoms()
+                                .into_iter()
+                                .filter_map(Atom::as_str)
+                                .map(|s| json!(s))
+                                .collect()
+                        })
                         .unwrap_or_default();
                     Value::Array(items)
                 };
@@ -61,7 +67,10 @@ impl OvsDevice {
                 for col in ["ovs_version", "db_version", "system_type", "system_version"] {
                     g.insert(col.into(), text(col));
                 }
-                g.insert("ovsdb_schema_version".into(), json!(schema.version.to_string()));
+                g.insert(
+                    "ovsdb_schema_version".into(),
+                    json!(schema.version.to_string()),
+                );
                 g.insert("system_id".into(), external("system-id"));
                 g.insert("hostname".into(), external("hostname"));
                 g.insert("datapath_types".into(), list("datapath_types"));

@@ -129,7 +129,14 @@ mod tests {
         );
         let e = parse_url("ssl:10.0.0.1:6640", d).unwrap_err();
         assert!(e.contains("not supported yet"), "{e}");
-        for bad in ["tcp:", "tcp:h:0", "tcp:h:x", "http://h/", "tcp:[::1", "unix:"] {
+        for bad in [
+            "tcp:",
+            "tcp:h:0",
+            "tcp:h:x",
+            "http://h/",
+            "tcp:[::1",
+            "unix:",
+        ] {
             assert!(parse_url(bad, d).is_err(), "{bad}");
         }
         assert_eq!(

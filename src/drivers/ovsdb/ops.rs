@@ -36,7 +36,10 @@ const CORE: &[Need] = &[
     need("Interface", "type", Str),
 ];
 /// Fake (VLAN) bridges.
-const FAKE: &[Need] = &[need("Port", "tag", Integer), need("Port", "fake_bridge", Boolean)];
+const FAKE: &[Need] = &[
+    need("Port", "tag", Integer),
+    need("Port", "fake_bridge", Boolean),
+];
 const TAG: &[Need] = &[need("Port", "tag", Integer)];
 const OPTIONS: &[Need] = &[need("Interface", "options", Str)];
 
@@ -111,7 +114,7 @@ fn uuid_set(uuids: &[&str]) -> Value {
     Datum::Set(uuids.iter().map(|u| Atom::Uuid((*u).to_owned())).collect()).to_json()
 }
 
-fn col<'a>(row: &'a Row, schema: &Schema, table: &str, column: &str) -> Datum {
+fn col(row: &Row, schema: &Schema, table: &str, column: &str) -> Datum {
     match row.get(column) {
         Some(d) => d.clone(),
         None => schema
@@ -163,7 +166,11 @@ pub fn resolve_table<'a>(schema: &'a Schema, name: &str) -> Result<&'a str, Ovsd
         return Ok(k);
     }
     let lower = name.to_ascii_lowercase();
-    if let Some(k) = schema.tables.keys().find(|k| k.to_ascii_lowercase() == lower) {
+    if let Some(k) = schema
+        .tables
+        .keys()
+        .find(|k| k.to_ascii_lowercase() == lower)
+    {
         return Ok(k);
     }
     let mut hits = schema
@@ -336,7 +343,8 @@ impl OvsDevice {
         };
         let mut row = Row::new();
         for (k, v) in first {
-            let d = Datum::from_json(v).map_err(|e| OvsdbError::Malformed(format!("select: {e}")))?;
+            let d =
+                Datum::from_json(v).map_err(|e| OvsdbError::Malformed(format!("select: {e}")))?;
             row.insert(k.clone(), d);
         }
         let uuid = row
@@ -366,8 +374,16 @@ impl OvsDevice {
                     if name.is_some_and(|n| n != iname) {
                         continue;
                     }
-                    let text = |c: &str| row.get(c).and_then(Datum::str).map_or(Value::Null, |s| json!(s));
-                    let int = |c: &str| row.get(c).and_then(Datum::i64).map_or(Value::Null, |i| json!(i));
+                    let text = |c: &str| {
+                        row.get(c)
+                            .and_then(Datum::str)
+                            .map_or(Value::Null, |s| json!(s))
+                    };
+                    let int = |c: &str| {
+                        row.get(c)
+                            .and_then(Datum::i64)
+                            .map_or(Value::Null, |i| json!(i))
+                    };
                     let stats: Map<String, Value> = match row.get("statistics") {
                         Some(Datum::Map(m)) => m
                             .iter()
@@ -432,9 +448,7 @@ impl OvsDevice {
                     return Ok(());
                 }
                 Some((i, r))
-                    if i < n
-                        && txn.ops[i]["op"] == "wait"
-                        && r["error"] == "timed out" =>
+                    if i < n && txn.ops[i]["op"] == "wait" && r["error"] == "timed out" =>
                 {
                     metrics::counter!(telemetry::OVS_TRANSACTIONS, "outcome" => "retried")
                         .increment(1);
@@ -470,8 +484,10 @@ impl OvsDevice {
     /// `ovs-vsctl [--if-exists] del-br BR`: the bridge, its ports and their
     /// interfaces; a real bridge's fake bridges too.
     pub async fn bridge_delete(&self, br: &str, if_exists: bool) -> Result<(), OvsdbError> {
-        self.write(format!("del-br {br}"), |r, s| plan_del_br(r, s, br, if_exists))
-            .await
+        self.write(format!("del-br {br}"), |r, s| {
+            plan_del_br(r, s, br, if_exists)
+        })
+        .await
     }
 
     /// `ovs-vsctl [--may-exist] add-port BR PORT` with the port's settings.
@@ -539,15 +555,18 @@ impl OvsDevice {
             let table = resolve_table(&schema, table)?.to_owned();
             let column = resolve_column(&schema, &table, column)?.to_owned();
             if column.starts_with('_') {
-                return Err(refuse(format!("cannot modify read-only column {column} in table {table}")));
+                return Err(refuse(format!(
+                    "cannot modify read-only column {column} in table {table}"
+                )));
             }
             let ty = &schema.tables[&table].columns[&column];
-            let datum = datum_from_user(value, ty)
-                .map_err(|e| refuse(format!("{table}.{column}: {e}")))?;
+            let datum =
+                datum_from_user(value, ty).map_err(|e| refuse(format!("{table}.{column}: {e}")))?;
             if MONITORED.contains(&table.as_str()) {
                 return self
-                    .write(format!("set {table} {record} {column}"), |r, _| {
-                        match lookup(r, &table, record) {
+                    .write(
+                        format!("set {table} {record} {column}"),
+                        |r, _| match lookup(r, &table, record) {
                             Some((u, _)) => {
                                 let mut t = Txn::default();
                                 t.update(&table, u, json!({ &column: datum.to_json() }));
@@ -555,8 +574,8 @@ impl OvsDevice {
                             }
                             None if if_exists => Ok(Plan::Done),
                             None => Err(no_row(&table, record)),
-                        }
-                    })
+                        },
+                    )
                     .await;
             }
             let uuid = match self.fetch_row(&schema, &table, record).await? {
@@ -594,7 +613,9 @@ fn plan_add_br(
     nonempty("bridge", br)?;
     if let Some((_, vlan)) = parent {
         if !(0..=4095).contains(&vlan) {
-            return Err(refuse(format!("vlan must be between 0 and 4095 (got {vlan})")));
+            return Err(refuse(format!(
+                "vlan must be between 0 and 4095 (got {vlan})"
+            )));
         }
     }
     let view = r.view();
@@ -615,9 +636,9 @@ fn plan_add_br(
                 b.vlan
             ))),
             (Some(_), None) => Err(refuse(format!("{cmd} but {br} is not a VLAN bridge"))),
-            (Some((p, _)), Some(bp)) if bp != p => Err(refuse(format!(
-                "{cmd} but {br} has the wrong parent {bp}"
-            ))),
+            (Some((p, _)), Some(bp)) if bp != p => {
+                Err(refuse(format!("{cmd} but {br} has the wrong parent {bp}")))
+            }
             (Some((_, v)), Some(_)) if b.vlan != v => Err(refuse(format!(
                 "{cmd} but {br} is a VLAN bridge for the wrong VLAN {}",
                 b.vlan
@@ -637,13 +658,22 @@ fn plan_add_br(
         )));
     }
     let mut t = Txn::default();
-    t.insert("Interface", json!({"name": br, "type": "internal"}), "iface");
+    t.insert(
+        "Interface",
+        json!({"name": br, "type": "internal"}),
+        "iface",
+    );
     match parent {
         None => {
-            let (root, row) = r
-                .root()
-                .ok_or_else(|| OvsdbError::NotFound("the Open_vSwitch table is empty (run ovs-vsctl init)".into()))?;
-            t.wait("Open_vSwitch", root, "bridges", &col(row, s, "Open_vSwitch", "bridges"));
+            let (root, row) = r.root().ok_or_else(|| {
+                OvsdbError::NotFound("the Open_vSwitch table is empty (run ovs-vsctl init)".into())
+            })?;
+            t.wait(
+                "Open_vSwitch",
+                root,
+                "bridges",
+                &col(row, s, "Open_vSwitch", "bridges"),
+            );
             t.insert(
                 "Port",
                 json!({"name": br, "interfaces": ["named-uuid", "iface"]}),
@@ -665,7 +695,9 @@ fn plan_add_br(
                 return Err(OvsdbError::NotFound(format!("no bridge named {p}")));
             };
             if pb.parent.is_some() {
-                return Err(refuse("cannot create bridge with fake bridge as parent".into()));
+                return Err(refuse(
+                    "cannot create bridge with fake bridge as parent".into(),
+                ));
             }
             let row = r
                 .row("Bridge", &pb.row)
@@ -716,7 +748,12 @@ fn plan_del_br(r: &Replica, s: &Schema, br: &str, if_exists: bool) -> Result<Pla
             let (root, row) = r
                 .root()
                 .ok_or_else(|| OvsdbError::NotFound("the Open_vSwitch table is empty".into()))?;
-            t.wait("Open_vSwitch", root, "bridges", &col(row, s, "Open_vSwitch", "bridges"));
+            t.wait(
+                "Open_vSwitch",
+                root,
+                "bridges",
+                &col(row, s, "Open_vSwitch", "bridges"),
+            );
             t.mutate(
                 "Open_vSwitch",
                 root,
@@ -726,7 +763,11 @@ fn plan_del_br(r: &Replica, s: &Schema, br: &str, if_exists: bool) -> Result<Pla
         }
         Some(_) => {
             t.wait("Bridge", &b.row, "ports", &col(brow, s, "Bridge", "ports"));
-            t.mutate("Bridge", &b.row, json!([["ports", "delete", uuid_set(&ports)]]));
+            t.mutate(
+                "Bridge",
+                &b.row,
+                json!([["ports", "delete", uuid_set(&ports)]]),
+            );
         }
     }
     for p in &ports {
@@ -758,7 +799,11 @@ fn plan_add_port(
     nonempty("port", port)?;
     let view = r.view();
     if r.by_name("Port", port).is_some() {
-        let on = view.port_bridge.get(port).map(String::as_str).unwrap_or("?");
+        let on = view
+            .port_bridge
+            .get(port)
+            .map(String::as_str)
+            .unwrap_or("?");
         if !may_exist {
             return Err(refuse(format!(
                 "cannot create a port named {port} because a port named {port} already exists on bridge {on}"
@@ -802,7 +847,9 @@ fn plan_add_port(
     let tag = settings.tag.or(b.parent.as_ref().map(|_| b.vlan));
     if let Some(tag) = tag {
         if !(0..=4095).contains(&tag) {
-            return Err(refuse(format!("tag must be between 0 and 4095 (got {tag})")));
+            return Err(refuse(format!(
+                "tag must be between 0 and 4095 (got {tag})"
+            )));
         }
         s.require("openvswitch.port_add with a VLAN tag", TAG)?;
         prow.insert("tag".into(), json!(tag));
@@ -891,7 +938,9 @@ fn plan_del_port(
                 .and_then(|x| x.parent.as_deref())
                 .is_some_and(|p| p == b);
             return Err(refuse(if child {
-                format!("bridge {b} does not have a port {port} (although its child bridge {on} does)")
+                format!(
+                    "bridge {b} does not have a port {port} (although its child bridge {on} does)"
+                )
             } else {
                 format!("bridge {b} does not have a port {port}")
             }));
@@ -920,5 +969,11 @@ fn plan_del_port(
 }
 
 fn options_map(options: &[(String, String)]) -> Value {
-    json!(["map", options.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()])
+    json!([
+        "map",
+        options
+            .iter()
+            .map(|(k, v)| json!([k, v]))
+            .collect::<Vec<_>>()
+    ])
 }

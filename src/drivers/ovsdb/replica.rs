@@ -97,9 +97,7 @@ impl Replica {
                                 .get(col)
                                 .ok_or_else(|| format!("{tname}: unknown column {col}"))?;
                             let d = Datum::from_json(d)?;
-                            let cur = row
-                                .entry(col.clone())
-                                .or_insert_with(|| default_datum(ty));
+                            let cur = row.entry(col.clone()).or_insert_with(|| default_datum(ty));
                             cur.apply_diff(d, ty)
                                 .map_err(|e| format!("{tname}.{col}: {e}"))?;
                         }
@@ -223,7 +221,12 @@ impl Replica {
 fn parse_row(v: &Value) -> Result<Row, String> {
     let o = v.as_object().ok_or("row is not an object")?;
     o.iter()
-        .map(|(k, v)| Ok((k.clone(), Datum::from_json(v).map_err(|e| format!("{k}: {e}"))?)))
+        .map(|(k, v)| {
+            Ok((
+                k.clone(),
+                Datum::from_json(v).map_err(|e| format!("{k}: {e}"))?,
+            ))
+        })
         .collect()
 }
 
@@ -296,7 +299,10 @@ mod tests {
         assert_eq!(v.bridges.keys().collect::<Vec<_>>(), ["br0", "fake5"]);
         let f = &v.bridges["fake5"];
         assert_eq!((f.parent.as_deref(), f.vlan), (Some("br0"), 5));
-        assert_eq!(v.bridges["br0"].ports.iter().collect::<Vec<_>>(), ["br0", "p1"]);
+        assert_eq!(
+            v.bridges["br0"].ports.iter().collect::<Vec<_>>(),
+            ["br0", "p1"]
+        );
         assert_eq!(f.ports.iter().collect::<Vec<_>>(), ["fake5", "q1"]);
         assert_eq!(v.port_bridge["q1"], "fake5");
     }

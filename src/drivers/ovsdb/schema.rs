@@ -145,10 +145,7 @@ fn base_type(v: &Value) -> Result<BaseType, String> {
             let t = o.get("type").and_then(Value::as_str).ok_or("no \"type\"")?;
             Ok(BaseType {
                 atomic: AtomicType::parse(t).ok_or_else(|| format!("unknown type {t:?}"))?,
-                ref_table: o
-                    .get("refTable")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+                ref_table: o.get("refTable").and_then(Value::as_str).map(str::to_owned),
             })
         }
         _ => Err("base type is neither a string nor an object".into()),
@@ -254,14 +251,14 @@ impl Schema {
                 }
                 Some(t) if t.key.atomic != n.atomic => {
                     return Err(OvsdbError::Schema(format!(
-                        "{op} writes column {}.{} as {}, but the server's {} schema {} has it as {}",
-                        n.table,
-                        n.column,
-                        n.atomic.name(),
-                        self.name,
-                        self.version,
-                        t.key.atomic.name()
-                    )))
+                    "{op} writes column {}.{} as {}, but the server's {} schema {} has it as {}",
+                    n.table,
+                    n.column,
+                    n.atomic.name(),
+                    self.name,
+                    self.version,
+                    t.key.atomic.name()
+                )))
                 }
                 Some(_) => {}
             }
@@ -311,7 +308,10 @@ mod tests {
         s.require("x", &[need("Port", "tag", AtomicType::Integer)])
             .unwrap();
         let e = s
-            .require("bridge_create", &[need("Port", "fake_bridge", AtomicType::Boolean)])
+            .require(
+                "bridge_create",
+                &[need("Port", "fake_bridge", AtomicType::Boolean)],
+            )
             .unwrap_err()
             .to_string();
         assert!(e.contains("Port.fake_bridge") && e.contains("8.3.1"), "{e}");
