@@ -624,9 +624,14 @@ async fn reads_match_ovs_vsctl_and_follow_its_changes() {
         metrics.contains("drover_ovs_bridges"),
         "bridge gauge exported"
     );
+    let down = metrics.lines().find_map(|l| {
+        l.strip_prefix("drover_ovs_interfaces_link_down ")?
+            .parse::<f64>()
+            .ok()
+    });
     assert!(
-        metrics.contains("drover_ovs_interfaces_link_down"),
-        "link-down gauge exported"
+        down.is_some_and(|d| d >= 1.0),
+        "n1's link is down: {down:?}"
     );
 }
 
@@ -1406,8 +1411,17 @@ async fn fifty_servers_one_killed_mid_job_and_restarted() {
         "{rets:?}"
     );
 
-    // Fleet-wide gauges: 50 connected hosts, one bridge each.
+    // Fleet-wide gauges: 50 connected hosts, one bridge each (other tests in this
+    // process may add their own, never take ours away).
     let metrics = drover::telemetry::metrics_handle().render();
+    let gauge = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(gauge("drover_ovs_connected") >= 50.0, "{metrics}");
+    assert!(gauge("drover_ovs_bridges") >= 50.0, "{metrics}");
     assert!(
         metrics.contains("drover_devices{driver=\"ovs\",state=\"up\"}"),
         "per-driver health"
