@@ -54,6 +54,10 @@ impl DeviceSpec {
             },
             DriverConfig::Dummy(_) => None,
             DriverConfig::Snmp(s) => Some(s.host),
+            DriverConfig::Ovs(o) => match &o.endpoint {
+                crate::drivers::ovsdb::Endpoint::Tcp { host, .. } => host.parse().ok(),
+                crate::drivers::ovsdb::Endpoint::Unix(_) => None,
+            },
         }
     }
 
@@ -69,6 +73,8 @@ pub enum DriverConfig {
     /// An in-process device for tests and overhead measurements.
     Dummy(DummyBehaviour),
     Snmp(SnmpConfig),
+    /// An Open vSwitch host's ovsdb-server.
+    Ovs(crate::drivers::ovsdb::OvsConfig),
 }
 
 /// A string that must never reach logs, metrics or the API: communities, passwords.
@@ -139,6 +145,7 @@ impl DriverConfig {
             DriverConfig::Rest(_) => "rest_sample",
             DriverConfig::Dummy(_) => "dummy",
             DriverConfig::Snmp(_) => "snmp",
+            DriverConfig::Ovs(_) => "ovs",
         }
     }
 }
@@ -561,6 +568,27 @@ impl Loader {
                     return;
                 }
             },
+            "ovs" => {
+                let Some(raw) = c.url.as_deref() else {
+                    self.problem(
+                        path,
+                        &format!("{field}.url"),
+                        "required for proxytype ovs (tcp:HOST:PORT or unix:PATH)".into(),
+                    );
+                    return;
+                };
+                let dir = path.parent().unwrap_or(Path::new(""));
+                match crate::drivers::ovsdb::parse_url(raw, dir) {
+                    Ok(endpoint) => DriverConfig::Ovs(crate::drivers::ovsdb::OvsConfig {
+                        endpoint,
+                        max_message: crate::drivers::ovsdb::codec::MAX_MESSAGE,
+                    }),
+                    Err(m) => {
+                        self.problem(path, &format!("{field}.url"), m);
+                        return;
+                    }
+                }
+            }
             "dummy" => match c.behaviour.as_deref().unwrap_or("ok") {
                 "ok" => DriverConfig::Dummy(DummyBehaviour::Ok),
                 "fail" => DriverConfig::Dummy(DummyBehaviour::Fail),
@@ -579,7 +607,9 @@ impl Loader {
                 self.problem(
                     path,
                     &format!("{field}.proxytype"),
-                    format!("unknown proxytype {other:?} (known: rest, rest_sample, snmp, dummy)"),
+                    format!(
+                        "unknown proxytype {other:?} (known: rest, rest_sample, snmp, ovs, dummy)"
+                    ),
                 );
                 return;
             }

@@ -27,6 +27,13 @@ pub const MASTER_AUTH: &str = "drover_master_auth_total";
 pub const SNMP_RETRIES: &str = "drover_snmp_retries_total";
 pub const SNMP_TIMEOUTS: &str = "drover_snmp_timeouts_total";
 pub const SNMP_DROPPED: &str = "drover_snmp_dropped_total";
+pub const OVS_CONNECTED: &str = "drover_ovs_connected";
+pub const OVS_BRIDGES: &str = "drover_ovs_bridges";
+pub const OVS_INTERFACES_DOWN: &str = "drover_ovs_interfaces_link_down";
+pub const OVS_SESSIONS: &str = "drover_ovs_sessions_total";
+pub const OVS_PROTOCOL_ERRORS: &str = "drover_ovs_protocol_errors_total";
+pub const OVS_UPDATES: &str = "drover_ovs_updates_total";
+pub const OVS_TRANSACTIONS: &str = "drover_ovs_transactions_total";
 pub const HTTP_REQUESTS: &str = "drover_http_requests_total";
 pub const PROCESS_RSS: &str = "drover_process_resident_memory_bytes";
 pub const PROCESS_CPU: &str = "drover_process_cpu_seconds_total";
@@ -105,6 +112,22 @@ fn describe() {
         SNMP_DROPPED,
         "SNMP replies dropped: unmatched, malformed, or failing security checks."
     );
+    describe_gauge!(OVS_CONNECTED, "OVS devices with an open OVSDB session.");
+    describe_gauge!(OVS_BRIDGES, "Bridges on all connected OVS devices.");
+    describe_gauge!(
+        OVS_INTERFACES_DOWN,
+        "Interfaces whose link is down, on all connected OVS devices."
+    );
+    describe_counter!(
+        OVS_SESSIONS,
+        "OVSDB sessions connected, reconnected and lost."
+    );
+    describe_counter!(
+        OVS_PROTOCOL_ERRORS,
+        "OVSDB sessions reset for a malformed or oversized message."
+    );
+    describe_counter!(OVS_UPDATES, "OVSDB monitor updates applied to replicas.");
+    describe_counter!(OVS_TRANSACTIONS, "OVSDB write transactions, by outcome.");
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP API requests, by route and status class."

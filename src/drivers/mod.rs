@@ -3,6 +3,7 @@
 //! shared resources drivers are built from ([`DriverContext`]).
 
 pub mod dummy;
+pub mod ovsdb;
 pub mod rest;
 pub mod snmp;
 
@@ -33,6 +34,8 @@ pub enum DriverError {
     Setup(String),
     #[error("{0}")]
     Snmp(#[from] snmp::SnmpError),
+    #[error("{0}")]
+    Ovsdb(#[from] ovsdb::OvsdbError),
 }
 
 impl DriverError {
@@ -47,6 +50,7 @@ impl DriverError {
             DriverError::Unsupported(_) => "unsupported",
             DriverError::Setup(_) => "setup",
             DriverError::Snmp(e) => e.kind(),
+            DriverError::Ovsdb(e) => e.kind(),
         }
     }
 
@@ -57,6 +61,7 @@ impl DriverError {
             DriverError::Status(code) => *code >= 500,
             DriverError::Unsupported(_) => false,
             DriverError::Snmp(e) => e.is_device_failure(),
+            DriverError::Ovsdb(e) => e.is_device_failure(),
             _ => true,
         }
     }
@@ -68,6 +73,7 @@ pub enum Capability {
     Service,
     Pkg,
     Snmp,
+    Ovs,
 }
 
 /// Shared, cheap-to-clone resources every driver is built from: one pooled HTTP client
@@ -115,6 +121,7 @@ pub enum Driver {
     Rest(rest::RestDriver),
     Dummy(dummy::DummyDriver),
     Snmp(snmp::device::SnmpDevice),
+    Ovs(ovsdb::OvsDevice),
 }
 
 impl Driver {
@@ -132,6 +139,7 @@ impl Driver {
                 timeout,
                 ctx.snmp_transport()?,
             ))),
+            DriverConfig::Ovs(cfg) => Ok(Driver::Ovs(ovsdb::OvsDevice::new(cfg, timeout))),
         }
     }
 
@@ -149,6 +157,7 @@ impl Driver {
             Driver::Rest(_) => "rest_sample",
             Driver::Dummy(_) => "dummy",
             Driver::Snmp(_) => "snmp",
+            Driver::Ovs(_) => "ovs",
         }
     }
 
@@ -157,6 +166,7 @@ impl Driver {
             Driver::Rest(_) => matches!(cap, Capability::Service | Capability::Pkg),
             Driver::Dummy(_) => cap == Capability::Service,
             Driver::Snmp(_) => cap == Capability::Snmp,
+            Driver::Ovs(_) => cap == Capability::Ovs,
         }
     }
 
@@ -166,6 +176,7 @@ impl Driver {
             Driver::Rest(d) => d.ping().await,
             Driver::Dummy(d) => d.ping().await,
             Driver::Snmp(d) => Ok(d.ping().await?),
+            Driver::Ovs(d) => Ok(d.ping().await?),
         }
     }
 
@@ -175,6 +186,7 @@ impl Driver {
             Driver::Rest(d) => d.info().await,
             Driver::Dummy(d) => Ok(d.info()),
             Driver::Snmp(d) => Ok(d.grains().await?),
+            Driver::Ovs(d) => Ok(d.grains().await?),
         }
     }
 
@@ -182,7 +194,7 @@ impl Driver {
         match self {
             Driver::Rest(d) => d.get(&["service", "list"]).await,
             Driver::Dummy(d) => d.service("list", None).await,
-            Driver::Snmp(_) => Err(DriverError::Unsupported("service")),
+            Driver::Snmp(_) | Driver::Ovs(_) => Err(DriverError::Unsupported("service")),
         }
     }
 
@@ -191,35 +203,43 @@ impl Driver {
         match self {
             Driver::Rest(d) => d.get(&["service", action, name]).await,
             Driver::Dummy(d) => d.service(action, Some(name)).await,
-            Driver::Snmp(_) => Err(DriverError::Unsupported("service")),
+            Driver::Snmp(_) | Driver::Ovs(_) => Err(DriverError::Unsupported("service")),
         }
     }
 
     pub async fn package_list(&self) -> Result<Value, DriverError> {
         match self {
             Driver::Rest(d) => d.get(&["package", "list"]).await,
-            Driver::Dummy(_) | Driver::Snmp(_) => Err(DriverError::Unsupported("pkg")),
+            Driver::Dummy(_) | Driver::Snmp(_) | Driver::Ovs(_) => {
+                Err(DriverError::Unsupported("pkg"))
+            }
         }
     }
 
     pub async fn package_install(&self, name: &str, version: &str) -> Result<Value, DriverError> {
         match self {
             Driver::Rest(d) => d.get(&["package", "install", name, version]).await,
-            Driver::Dummy(_) | Driver::Snmp(_) => Err(DriverError::Unsupported("pkg")),
+            Driver::Dummy(_) | Driver::Snmp(_) | Driver::Ovs(_) => {
+                Err(DriverError::Unsupported("pkg"))
+            }
         }
     }
 
     pub async fn package_remove(&self, name: &str) -> Result<Value, DriverError> {
         match self {
             Driver::Rest(d) => d.get(&["package", "remove", name]).await,
-            Driver::Dummy(_) | Driver::Snmp(_) => Err(DriverError::Unsupported("pkg")),
+            Driver::Dummy(_) | Driver::Snmp(_) | Driver::Ovs(_) => {
+                Err(DriverError::Unsupported("pkg"))
+            }
         }
     }
 
     pub async fn package_status(&self, name: &str) -> Result<Value, DriverError> {
         match self {
             Driver::Rest(d) => d.get(&["package", "status", name]).await,
-            Driver::Dummy(_) | Driver::Snmp(_) => Err(DriverError::Unsupported("pkg")),
+            Driver::Dummy(_) | Driver::Snmp(_) | Driver::Ovs(_) => {
+                Err(DriverError::Unsupported("pkg"))
+            }
         }
     }
 }
@@ -230,6 +250,16 @@ impl Driver {
         match self {
             Driver::Snmp(d) => Ok(d),
             _ => Err(DriverError::Unsupported("snmp")),
+        }
+    }
+}
+
+impl Driver {
+    /// The Open vSwitch side of a device, for the `openvswitch.*` functions.
+    pub fn ovs(&self) -> Result<&ovsdb::OvsDevice, DriverError> {
+        match self {
+            Driver::Ovs(d) => Ok(d),
+            _ => Err(DriverError::Unsupported("openvswitch")),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! driver. Unknown names answer as Salt does: `'x.y' is not available.`
 
 mod grains;
+mod openvswitch;
 mod pkg;
 mod service;
 mod snmp;
@@ -60,6 +61,24 @@ const FUNCTIONS: &[(&str, Option<Capability>)] = &[
     ("grains.item", None),
     ("grains.items", None),
     ("grains.ls", None),
+    ("openvswitch.bridge_create", Some(Capability::Ovs)),
+    ("openvswitch.bridge_delete", Some(Capability::Ovs)),
+    ("openvswitch.bridge_exists", Some(Capability::Ovs)),
+    ("openvswitch.bridge_list", Some(Capability::Ovs)),
+    ("openvswitch.bridge_to_parent", Some(Capability::Ovs)),
+    ("openvswitch.bridge_to_vlan", Some(Capability::Ovs)),
+    ("openvswitch.db_get", Some(Capability::Ovs)),
+    ("openvswitch.db_set", Some(Capability::Ovs)),
+    ("openvswitch.interface_get_options", Some(Capability::Ovs)),
+    ("openvswitch.interface_get_type", Some(Capability::Ovs)),
+    ("openvswitch.interface_stats", Some(Capability::Ovs)),
+    ("openvswitch.port_add", Some(Capability::Ovs)),
+    ("openvswitch.port_create_gre", Some(Capability::Ovs)),
+    ("openvswitch.port_create_vlan", Some(Capability::Ovs)),
+    ("openvswitch.port_create_vxlan", Some(Capability::Ovs)),
+    ("openvswitch.port_get_tag", Some(Capability::Ovs)),
+    ("openvswitch.port_list", Some(Capability::Ovs)),
+    ("openvswitch.port_remove", Some(Capability::Ovs)),
     ("pkg.install", Some(Capability::Pkg)),
     ("pkg.list_pkgs", Some(Capability::Pkg)),
     ("pkg.remove", Some(Capability::Pkg)),
@@ -108,6 +127,7 @@ pub async fn execute(call: Call) -> Result<Value, FunctionError> {
         "pkg" => pkg::run(name, &call).await,
         "sys" => sys::run(name, &call),
         "snmp" => snmp::run(name, &call).await,
+        "openvswitch" => openvswitch::run(name, &call).await,
         _ => Err(FunctionError::NotAvailable(fun.to_owned())),
     }
 }

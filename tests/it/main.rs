@@ -6,6 +6,7 @@ mod config_files;
 mod fleet;
 mod functions;
 mod operate;
+mod ovs;
 mod prometheus;
 mod salt;
 mod salt_master;
