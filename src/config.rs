@@ -107,6 +107,12 @@ pub struct FleetConfig {
     pub arbiters: usize,
     /// Jobs kept for `GET /v1/jobs/<jid>`.
     pub job_history: usize,
+    /// Jobs running at once, from every master together; a new job beyond it is
+    /// refused with an error (HTTP 429 from the API).
+    pub max_jobs: usize,
+    /// Functions jobs may call, as Salt globs (`"test.*"`), from every master, like
+    /// Salt's publisher ACL. A job for any other function is refused.
+    pub allowed_functions: Vec<String>,
     /// On SIGTERM, how long running jobs may take to finish before they are cut
     /// short with error returns.
     #[serde(with = "humantime_serde")]
@@ -127,6 +133,8 @@ impl Default for FleetConfig {
             max_queued_per_device: 32,
             arbiters: 0,
             job_history: 256,
+            max_jobs: 1024,
+            allowed_functions: vec!["*".to_owned()],
             shutdown_grace: Duration::from_secs(30),
             backoff: BackoffConfig::default(),
         }
@@ -321,6 +329,17 @@ impl Config {
         }
         if f.max_queued_per_device == 0 {
             bad("fleet.max_queued_per_device", "must be at least 1".into());
+        }
+        if f.max_jobs == 0 {
+            bad("fleet.max_jobs", "must be at least 1".into());
+        }
+        for (i, p) in f.allowed_functions.iter().enumerate() {
+            if p.trim().is_empty() || p.len() > 256 {
+                bad(
+                    &format!("fleet.allowed_functions[{i}]"),
+                    "must be a function name or glob of 1 to 256 characters".into(),
+                );
+            }
         }
         let b = &f.backoff;
         if b.initial.is_zero() {
