@@ -432,6 +432,22 @@ mod tests {
     }
 
     #[test]
+    fn job_limits_and_the_allow_list_are_validated() {
+        let c = parse("").unwrap();
+        assert_eq!(c.fleet.max_jobs, 1024);
+        assert_eq!(c.fleet.allowed_functions, ["*"]);
+        let c = parse("[fleet]\nallowed_functions = [\"test.*\", \"grains.items\"]\n").unwrap();
+        assert_eq!(c.fleet.allowed_functions.len(), 2);
+        match parse("[fleet]\nmax_jobs = 0\nallowed_functions = [\"test.*\", \" \"]\n") {
+            Err(ConfigError::Invalid(p)) => {
+                let fields: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
+                assert_eq!(fields, ["fleet.max_jobs", "fleet.allowed_functions[1]"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
     fn durations_are_humantime() {
         let c = parse("[fleet]\njob_timeout = \"1m 30s\"\n").unwrap();
         assert_eq!(c.fleet.job_timeout, Duration::from_secs(90));

@@ -227,3 +227,56 @@ async fn secrets_stay_out_of_logs_metrics_and_the_api() {
         }
     }
 }
+
+/// `drover run` with `dir/drover.toml` = `config`; returns (exit code, stderr).
+fn run_config(dir: &std::path::Path, config: &str) -> (i32, String) {
+    let path = dir.join("drover.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start drover"),
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let code = child.0.wait().unwrap().code().unwrap_or(-1);
+    (code, stderr)
+}
+
+/// Each of these must stop the daemon before it serves anything, with exit code 64
+/// (a bad config: restarting will not help) and a message naming the fix.
+#[test]
+fn unsafe_api_settings_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+
+    let (code, err) = run_config(dir.path(), "[http]\nlisten = \"0.0.0.0:0\"\n");
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("http.token_file") && err.contains("loopback"),
+        "{err}"
+    );
+
+    std::fs::write(&token, "tok\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, err) = run_config(
+        dir.path(),
+        "[http]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"token\"\n",
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("chmod 600") && err.contains("token"), "{err}");
+
+    std::fs::write(&token, "  \n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (code, err) = run_config(
+        dir.path(),
+        "[http]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"token\"\n",
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("empty"), "{err}");
+}
