@@ -107,6 +107,12 @@ pub struct FleetConfig {
     pub arbiters: usize,
     /// Jobs kept for `GET /v1/jobs/<jid>`.
     pub job_history: usize,
+    /// Jobs running at once, from every master together; a new job beyond it is
+    /// refused with an error (HTTP 429 from the API).
+    pub max_jobs: usize,
+    /// Functions jobs may call, as Salt globs (`"test.*"`), from every master, like
+    /// Salt's publisher ACL. A job for any other function is refused.
+    pub allowed_functions: Vec<String>,
     /// On SIGTERM, how long running jobs may take to finish before they are cut
     /// short with error returns.
     #[serde(with = "humantime_serde")]
@@ -127,6 +133,8 @@ impl Default for FleetConfig {
             max_queued_per_device: 32,
             arbiters: 0,
             job_history: 256,
+            max_jobs: 1024,
+            allowed_functions: vec!["*".to_owned()],
             shutdown_grace: Duration::from_secs(30),
             backoff: BackoffConfig::default(),
         }
@@ -322,6 +330,17 @@ impl Config {
         if f.max_queued_per_device == 0 {
             bad("fleet.max_queued_per_device", "must be at least 1".into());
         }
+        if f.max_jobs == 0 {
+            bad("fleet.max_jobs", "must be at least 1".into());
+        }
+        for (i, p) in f.allowed_functions.iter().enumerate() {
+            if p.trim().is_empty() || p.len() > 256 {
+                bad(
+                    &format!("fleet.allowed_functions[{i}]"),
+                    "must be a function name or glob of 1 to 256 characters".into(),
+                );
+            }
+        }
         let b = &f.backoff;
         if b.initial.is_zero() {
             bad("fleet.backoff.initial", "must be longer than 0s".into());
@@ -409,6 +428,22 @@ mod tests {
                 );
             }
             other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn job_limits_and_the_allow_list_are_validated() {
+        let c = parse("").unwrap();
+        assert_eq!(c.fleet.max_jobs, 1024);
+        assert_eq!(c.fleet.allowed_functions, ["*"]);
+        let c = parse("[fleet]\nallowed_functions = [\"test.*\", \"grains.items\"]\n").unwrap();
+        assert_eq!(c.fleet.allowed_functions.len(), 2);
+        match parse("[fleet]\nmax_jobs = 0\nallowed_functions = [\"test.*\", \" \"]\n") {
+            Err(ConfigError::Invalid(p)) => {
+                let fields: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
+                assert_eq!(fields, ["fleet.max_jobs", "fleet.allowed_functions[1]"]);
+            }
+            other => panic!("unexpected {other:?}"),
         }
     }
 

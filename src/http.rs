@@ -31,8 +31,16 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot read the token file: {0}")]
-    Token(#[source] std::io::Error),
+    #[error("token file: {0}")]
+    Token(#[from] crate::secrets::SecretFileError),
+    #[error("token file {0} is empty")]
+    EmptyToken(std::path::PathBuf),
+    /// The API would be reachable from other hosts with no authentication.
+    #[error(
+        "refusing to serve the API on {0}, which is not a loopback address, without a \
+         bearer token: set http.token_file"
+    )]
+    NoTokenOffLoopback(SocketAddr),
 }
 
 struct State {
@@ -56,6 +64,11 @@ pub fn serve(
     token: Option<String>,
     master: LocalMaster,
 ) -> Result<Server, HttpError> {
+    // Config validation says the same; this guards every other caller (`demo
+    // --listen`, embedders) too.
+    if !listen.ip().is_loopback() && token.as_deref().is_none_or(|t| t.trim().is_empty()) {
+        return Err(HttpError::NoTokenOffLoopback(listen));
+    }
     let listener = TcpListener::bind(listen).map_err(|source| HttpError::Bind {
         addr: listen,
         source,
@@ -114,10 +127,15 @@ pub fn serve(
 }
 
 /// Reads a bearer token file (for `http.token_file`).
+/// The file must not be readable by others (`chmod 600`) and must not be empty: an
+/// empty token would let `Authorization: Bearer ` through.
 pub fn read_token(path: &std::path::Path) -> Result<String, HttpError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .map_err(HttpError::Token)
+    let bytes = crate::secrets::read(path)?;
+    let token = String::from_utf8_lossy(&bytes).trim().to_owned();
+    if token.is_empty() {
+        return Err(HttpError::EmptyToken(path.to_owned()));
+    }
+    Ok(token)
 }
 
 fn error_response(status: StatusCode, msg: &str) -> HttpResponse {
@@ -222,10 +240,11 @@ async fn submit_job(
     let (record, rx) = match state.master.submit(body.into_inner()).await {
         Ok(v) => v,
         Err(FleetError::Dispatch(e)) => {
-            let status = if e.kind() == "shutting_down" {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::BAD_REQUEST
+            let status = match e.kind() {
+                "shutting_down" => StatusCode::SERVICE_UNAVAILABLE,
+                "function_not_allowed" => StatusCode::FORBIDDEN,
+                "too_many_jobs" => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::BAD_REQUEST,
             };
             return error_response(status, &e.to_string());
         }

@@ -7,10 +7,13 @@ pub mod devsim;
 pub mod drivers;
 pub mod fleet;
 pub mod functions;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod inventory;
 pub mod job;
 pub mod master;
 pub mod pillar;
 pub mod run;
+pub mod secrets;
 pub mod telemetry;

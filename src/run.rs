@@ -34,7 +34,9 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Config(_) => 64,
-            RunError::Http(HttpError::Token(_)) => 64,
+            RunError::Http(
+                HttpError::Token(_) | HttpError::EmptyToken(_) | HttpError::NoTokenOffLoopback(_),
+            ) => 64,
             RunError::Http(HttpError::Bind { .. }) => 69,
             RunError::Fleet(_) => 70,
             RunError::Salt(e) if e.kind() == "config" || e.kind() == "key" => 64,

@@ -34,6 +34,8 @@ pub const OVS_SESSIONS: &str = "drover_ovs_sessions_total";
 pub const OVS_PROTOCOL_ERRORS: &str = "drover_ovs_protocol_errors_total";
 pub const OVS_UPDATES: &str = "drover_ovs_updates_total";
 pub const OVS_TRANSACTIONS: &str = "drover_ovs_transactions_total";
+pub const JOBS_DENIED: &str = "drover_jobs_denied_total";
+pub const LIMIT_HITS: &str = "drover_limit_hits_total";
 pub const HTTP_REQUESTS: &str = "drover_http_requests_total";
 pub const PROCESS_RSS: &str = "drover_process_resident_memory_bytes";
 pub const PROCESS_CPU: &str = "drover_process_cpu_seconds_total";
@@ -129,6 +131,14 @@ fn describe() {
     describe_counter!(OVS_UPDATES, "OVSDB monitor updates applied to replicas.");
     describe_counter!(OVS_TRANSACTIONS, "OVSDB write transactions, by outcome.");
     describe_counter!(
+        JOBS_DENIED,
+        "Jobs refused by policy before running, by reason (function_not_allowed)."
+    );
+    describe_counter!(
+        LIMIT_HITS,
+        "Work refused or cut short by a configured or built-in cap, by limit."
+    );
+    describe_counter!(
         HTTP_REQUESTS,
         "HTTP API requests, by route and status class."
     );
@@ -139,6 +149,38 @@ fn describe() {
     );
     describe_gauge!(PROCESS_CPU, Unit::Seconds, "CPU time used by the process.");
     describe_gauge!(PROCESS_FDS, "Open file descriptors of the process.");
+}
+
+/// The caps that protect the process from a misbehaving master, device or client;
+/// each hit is counted in `drover_limit_hits_total{limit}` (a bounded label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `fleet.max_jobs` jobs already running; a new one is refused.
+    Jobs,
+    /// `fleet.max_queued_per_device` operations already wait for one device.
+    DeviceQueue,
+    /// A message from the master over the transport's size cap.
+    MasterMessage,
+    /// A reply from a device over `drivers::MAX_DEVICE_BODY`.
+    DeviceReply,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Jobs => "max_jobs",
+            Limit::DeviceQueue => "max_queued_per_device",
+            Limit::MasterMessage => "master_message_size",
+            Limit::DeviceReply => "device_reply_size",
+        }
+    }
+
+    /// Counts the hit and logs it (debug: a flood of hits must not flood the log;
+    /// the counter is what to alert on).
+    pub fn hit(self) {
+        metrics::counter!(LIMIT_HITS, "limit" => self.as_str()).increment(1);
+        tracing::debug!(limit = self.as_str(), "Limit hit.");
+    }
 }
 
 /// Reads the process's RSS, CPU time and open descriptors from /proc and sets the

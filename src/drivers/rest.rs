@@ -107,6 +107,7 @@ impl RestDriver {
         let status = resp.status();
         let body = read_capped(resp).await.map_err(|e| self.map_err(e))?;
         let Some(body) = body else {
+            crate::telemetry::Limit::DeviceReply.hit();
             return Err(DriverError::TooLarge);
         };
         if !status.is_success() {

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant as TokioInstant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::device::{DeviceActor, Execute};
 use super::registry::Registry;
@@ -41,6 +41,14 @@ pub enum DispatchError {
     ShuttingDown,
     #[error("bad job: {0}")]
     BadJob(String),
+    /// Refused by the function allow-list (`fleet.allowed_functions`, like Salt's
+    /// publisher ACL). Carries the targeted devices, so a master that expects one
+    /// return per device can be given one.
+    #[error("function {fun:?} is not allowed by fleet.allowed_functions")]
+    FunctionNotAllowed { fun: String, minions: Vec<String> },
+    /// Refused because `fleet.max_jobs` jobs are already running.
+    #[error("too many jobs running (fleet.max_jobs = {limit}); retry when one has finished")]
+    TooManyJobs { limit: usize, minions: Vec<String> },
 }
 
 impl DispatchError {
@@ -49,8 +57,27 @@ impl DispatchError {
             DispatchError::Target(_) => "bad_target",
             DispatchError::ShuttingDown => "shutting_down",
             DispatchError::BadJob(_) => "bad_job",
+            DispatchError::FunctionNotAllowed { .. } => "function_not_allowed",
+            DispatchError::TooManyJobs { .. } => "too_many_jobs",
         }
     }
+
+    /// The devices a refused job targeted (empty for errors found before the target
+    /// was resolved): each is owed an error return by a master that expects one.
+    pub fn refused_minions(&self) -> &[String] {
+        match self {
+            DispatchError::FunctionNotAllowed { minions, .. }
+            | DispatchError::TooManyJobs { minions, .. } => minions,
+            _ => &[],
+        }
+    }
+}
+
+/// Whether `fun` matches one of the allow-list's globs.
+pub fn function_allowed(allowed: &[String], fun: &str) -> bool {
+    allowed
+        .iter()
+        .any(|pattern| super::target::glob_matches(pattern, fun))
 }
 
 /// A job accepted by the dispatcher: its id, the devices it targets, and the stream
@@ -143,6 +170,23 @@ impl Handler<SubmitJob> for DispatcherActor {
             ));
         }
         let minions = self.resolve(&req)?;
+        if !function_allowed(&self.cfg.allowed_functions, &req.fun) {
+            metrics::counter!(telemetry::JOBS_DENIED, "reason" => "function_not_allowed")
+                .increment(1);
+            warn!(fun = %req.fun, targets = minions.len(), "Job refused: function not in fleet.allowed_functions.");
+            return Err(DispatchError::FunctionNotAllowed {
+                fun: req.fun,
+                minions,
+            });
+        }
+        // Jobs still running, counted by the tracker that shutdown waits on.
+        if self.jobs.len() >= self.cfg.max_jobs {
+            telemetry::Limit::Jobs.hit();
+            return Err(DispatchError::TooManyJobs {
+                limit: self.cfg.max_jobs,
+                minions,
+            });
+        }
         let jid = req.jid.clone().unwrap_or_else(Jid::generate);
         let job = Arc::new(Job {
             jid: jid.clone(),
@@ -299,6 +343,7 @@ impl JobRun {
                 queued.fetch_sub(1, Ordering::AcqRel);
                 metrics::counter!(telemetry::DISPATCH_REJECTED, "reason" => "device_queue_full")
                     .increment(1);
+                telemetry::Limit::DeviceQueue.hit();
                 let r = Return::error(
                     id,
                     &self.job,

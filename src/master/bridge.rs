@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::fleet::target::TargetType;
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, FleetError};
 use crate::job::{Jid, JobRequest, Tgt};
 use crate::master::salt::{LinkCommand, PublishedJob, SaltLink, SaltReturn, ShutdownHandle};
 use crate::telemetry;
@@ -65,7 +65,27 @@ async fn run(
                         }
                     });
                 }
-                Err(e) => debug!(jid = %job.jid, error = %e, "Publication not run."),
+                Err(e) => {
+                    debug!(jid = %job.jid, error = %e, "Publication not run.");
+                    // The master waits for every targeted minion: a refused job
+                    // still answers once per device, with the reason.
+                    if let FleetError::Dispatch(d) = &e {
+                        for id in d.refused_minions() {
+                            let ret = SaltReturn {
+                                id: id.clone(),
+                                jid: job.jid.clone(),
+                                fun: job.fun.clone(),
+                                fun_args: job.arg.clone(),
+                                ret: Value::String(d.to_string()),
+                                retcode: crate::job::RETCODE_UNAVAILABLE,
+                                success: false,
+                            };
+                            if returns.send(ret).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
             },
             Err(e) => {
                 metrics::counter!(telemetry::MASTER_REJECTED, "reason" => "bad_target")
@@ -142,5 +162,77 @@ async fn announce(fleet: Fleet, commands: mpsc::Sender<LinkCommand>) {
             }
         }
         sent = current;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::inventory::Inventory;
+
+    /// A publication for a function outside `fleet.allowed_functions` still gets one
+    /// return per targeted device (the master waits for each), saying why.
+    #[actix_rt::test]
+    async fn a_refused_publication_answers_every_targeted_device() {
+        let cfg = crate::config::FleetConfig {
+            allowed_functions: vec!["test.*".into()],
+            arbiters: 1,
+            ..Default::default()
+        };
+        let inv = Inventory::parse(
+            "[[device]]\nid = \"d1\"\nproxytype = \"dummy\"\n\
+             [[device]]\nid = \"d2\"\nproxytype = \"dummy\"\n",
+            Path::new("<bridge>"),
+        )
+        .unwrap();
+        let fleet = Fleet::start(cfg, inv).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), fleet.settled())
+            .await
+            .unwrap();
+        let (cmd_tx, _cmd_rx) = mpsc::channel(16);
+        let (job_tx, job_rx) = mpsc::channel(4);
+        let (ret_tx, mut ret_rx) = mpsc::channel(16);
+        let bridge = tokio::spawn(run(cmd_tx, job_rx, ret_tx, fleet.clone()));
+        let job = |fun: &str| PublishedJob {
+            jid: "20261125000000000001".into(),
+            tgt: Value::String("*".into()),
+            tgt_type: "glob".into(),
+            fun: fun.into(),
+            arg: vec![Value::String("rm -rf /".into())],
+            kwarg: Default::default(),
+            user: None,
+        };
+        job_tx.send(job("cmd.run")).await.unwrap();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let r = tokio::time::timeout(Duration::from_secs(10), ret_rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            got.push(r);
+        }
+        got.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(got[0].id, "d1");
+        assert_eq!(got[1].id, "d2");
+        for r in &got {
+            assert!(!r.success);
+            assert_eq!(r.retcode, crate::job::RETCODE_UNAVAILABLE);
+            assert_eq!(r.fun, "cmd.run");
+            let msg = r.ret.as_str().unwrap();
+            assert!(msg.contains("\"cmd.run\" is not allowed"), "{msg}");
+        }
+        // An allowed function still runs.
+        job_tx.send(job("test.ping")).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), ret_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(r.success, "{r:?}");
+        drop(job_tx);
+        let _ = tokio::time::timeout(Duration::from_secs(5), bridge).await;
+        fleet.shutdown(Duration::from_secs(1)).await;
     }
 }

@@ -34,6 +34,12 @@ async fn http_api_and_cli() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    // A token file others can read is refused (see secrets.rs).
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let mut cfg = Config {
         fleet: fast_fleet(),
         ..Config::default()

@@ -27,6 +27,9 @@ pub enum KeyError {
     InvalidId,
     #[error("key task failed: {0}")]
     Task(String),
+    /// A key file others can read, or a failed atomic write.
+    #[error(transparent)]
+    File(#[from] crate::secrets::SecretFileError),
 }
 
 /// One minion key pair plus the cached values derived from it.
@@ -61,24 +64,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
     }
 }
 
+/// Private key material is created 0600 from the first byte and replaced
+/// atomically (`secrets::write_private`), never chmod-ed after the fact.
 fn write_private(path: &Path, data: &[u8]) -> Result<(), KeyError> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(io_err(path))?;
-    f.write_all(data).map_err(io_err(path))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err(path))?;
-    }
-    Ok(())
+    Ok(crate::secrets::write_private(path, data)?)
 }
 
 /// Loads `dir/minion.pem`, or generates and stores an RSA-2048 pair. Blocking: call it
@@ -87,7 +76,10 @@ pub fn load_or_create(dir: &Path) -> Result<MinionKey, KeyError> {
     let pem_path = dir.join("minion.pem");
     let pub_path = dir.join("minion.pub");
     let private = if pem_path.exists() {
-        let text = std::fs::read_to_string(&pem_path).map_err(io_err(&pem_path))?;
+        // Refuses a key that others can read: it may already be compromised, and
+        // silently using it would hide that.
+        let bytes = crate::secrets::read(&pem_path)?;
+        let text = String::from_utf8(bytes).map_err(|_| KeyError::Parse(pem_path.clone()))?;
         PrivateKey::from_pkcs1_pem(&text).map_err(|_| KeyError::Parse(pem_path.clone()))?
     } else {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -151,6 +143,7 @@ mod tests {
     fn loads_existing_key_and_writes_pub_0600() {
         let dir = tempfile::tempdir().expect("tmp");
         std::fs::write(dir.path().join("minion.pem"), FIX_PRIV_PEM).expect("write");
+        set_mode(&dir.path().join("minion.pem"), 0o600);
         let k = load_or_create(dir.path()).expect("load");
         assert_eq!(k.pub_pem, clean_key(FIX_PUB_PEM));
         assert_eq!(crypto::hex(&k.tok), FIX_X931_SALT_HEX);
@@ -166,6 +159,42 @@ mod tests {
         store_master_pub(dir.path(), FIX_PUB_PEM).expect("store");
         let (_, pem) = load_master_pub(dir.path()).expect("load").expect("some");
         assert_eq!(pem, clean_key(FIX_PUB_PEM));
+    }
+
+    fn set_mode(p: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).expect("meta").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn refuses_a_private_key_others_can_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pem = dir.path().join("minion.pem");
+        std::fs::write(&pem, FIX_PRIV_PEM).expect("write");
+        set_mode(&pem, 0o644);
+        let e = load_or_create(dir.path()).expect_err("world-readable key accepted");
+        let msg = e.to_string();
+        assert!(msg.contains(&pem.display().to_string()), "{msg}");
+        assert!(msg.contains("chmod 600"), "{msg}");
+        // The key was not regenerated over the operator's file.
+        assert_eq!(std::fs::read_to_string(&pem).expect("read"), FIX_PRIV_PEM);
+    }
+
+    #[test]
+    fn generated_keys_are_created_0600() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let k = load_or_create(&dir.path().join("new")).expect("generate");
+        let pem = dir.path().join("new/minion.pem");
+        assert_eq!(mode_of(&pem), 0o600);
+        assert_eq!(mode_of(&dir.path().join("new/minion.pub")), 0o600);
+        // What was written loads again (through the permission check).
+        let again = load_or_create(&dir.path().join("new")).expect("reload");
+        assert_eq!(again.pub_pem, k.pub_pem);
     }
 
     #[test]

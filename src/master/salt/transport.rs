@@ -76,20 +76,56 @@ pub trait Transport: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct ZmqTransport {
     ctx: zmq::Context,
+    max_message: usize,
 }
+
+/// Largest message accepted from the master. libzmq refuses a bigger frame while
+/// reading it (`ZMQ_MAXMSGSIZE`: the connection is dropped and re-made, nothing is
+/// allocated); a multi-frame message whose frames add up to more is dropped here
+/// and counted in `drover_limit_hits_total{limit="master_message_size"}`. Salt's
+/// publications and replies are far smaller; a large pillar fits.
+pub const MAX_MASTER_MESSAGE: usize = 64 * 1024 * 1024;
 
 impl Default for ZmqTransport {
     fn default() -> Self {
+        Self::with_max_message(MAX_MASTER_MESSAGE)
+    }
+}
+
+impl ZmqTransport {
+    /// A transport that accepts messages up to `max_message` bytes.
+    pub fn with_max_message(max_message: usize) -> Self {
         Self {
             ctx: zmq::Context::new(),
+            max_message: max_message.max(1),
         }
     }
+}
+
+/// Drops (and counts) a message over the cap; `true` when it may pass.
+fn within_cap(frames: &[Vec<u8>], max: usize) -> bool {
+    let size: usize = frames.iter().map(Vec::len).sum();
+    if size > max {
+        crate::telemetry::Limit::MasterMessage.hit();
+        tracing::warn!(
+            size,
+            max,
+            "Message from the master over the size cap dropped."
+        );
+        return false;
+    }
+    true
 }
 
 const HWM: i32 = 1_000_000;
 static MONITOR_SEQ: AtomicU64 = AtomicU64::new(0);
 
-fn common_options(s: &zmq::Socket, recon_max_ms: i32) -> Result<(), zmq::Error> {
+fn common_options(
+    s: &zmq::Socket,
+    recon_max_ms: i32,
+    max_message: usize,
+) -> Result<(), zmq::Error> {
+    s.set_maxmsgsize(i64::try_from(max_message).unwrap_or(i64::MAX))?;
     s.set_sndhwm(HWM)?;
     s.set_rcvhwm(HWM)?;
     s.set_ipv6(true)?;
@@ -129,7 +165,7 @@ impl Transport for ZmqTransport {
         events: mpsc::Sender<SubEvent>,
     ) -> Result<Worker, TransportError> {
         let sub = self.ctx.socket(zmq::SUB)?;
-        common_options(&sub, 10_000)?;
+        common_options(&sub, 10_000, self.max_message)?;
         sub.set_linger(1)?;
         sub.set_subscribe(b"")?;
         let mon_ep = format!(
@@ -143,8 +179,9 @@ impl Transport for ZmqTransport {
         let mon = self.ctx.socket(zmq::PAIR)?;
         mon.connect(&mon_ep)?;
         sub.connect(&endpoint)?;
+        let max = self.max_message;
         spawn("salt-sub", move |stop| {
-            sub_loop(&sub, &mon, &events, &stop);
+            sub_loop(&sub, &mon, &events, &stop, max);
             let _ = sub.disconnect(&endpoint);
         })
     }
@@ -156,11 +193,12 @@ impl Transport for ZmqTransport {
         inbound: mpsc::Sender<Vec<u8>>,
     ) -> Result<Worker, TransportError> {
         let sock = self.ctx.socket(zmq::DEALER)?;
-        common_options(&sock, 5_000)?;
+        common_options(&sock, 5_000, self.max_message)?;
         sock.set_linger(500)?;
         sock.connect(&endpoint)?;
+        let max = self.max_message;
         spawn("salt-req", move |stop| {
-            dealer_loop(&sock, outbound, &inbound, &stop);
+            dealer_loop(&sock, outbound, &inbound, &stop, max);
         })
     }
 }
@@ -170,6 +208,7 @@ fn sub_loop(
     mon: &zmq::Socket,
     events: &mpsc::Sender<SubEvent>,
     stop: &AtomicBool,
+    max: usize,
 ) {
     while !stop.load(Ordering::SeqCst) {
         let mut items = [sub.as_poll_item(zmq::POLLIN), mon.as_poll_item(zmq::POLLIN)];
@@ -199,6 +238,9 @@ fn sub_loop(
         }
         if sub_ready {
             while let Ok(frames) = sub.recv_multipart(zmq::DONTWAIT) {
+                if !within_cap(&frames, max) {
+                    continue;
+                }
                 // Blocking here is the back-pressure path: libzmq buffers up to the HWM.
                 if events.blocking_send(SubEvent::Message(frames)).is_err() {
                     return;
@@ -213,6 +255,7 @@ fn dealer_loop(
     mut outbound: mpsc::Receiver<Vec<u8>>,
     inbound: &mpsc::Sender<Vec<u8>>,
     stop: &AtomicBool,
+    max: usize,
 ) {
     let mut backlog: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
     let mut closed = false;
@@ -248,6 +291,9 @@ fn dealer_loop(
         match sock.poll(zmq::POLLIN, timeout) {
             Ok(n) if n > 0 => {
                 while let Ok(mut frames) = sock.recv_multipart(zmq::DONTWAIT) {
+                    if !within_cap(&frames, max) {
+                        continue;
+                    }
                     let Some(body) = frames.pop() else { continue };
                     if inbound.blocking_send(body).is_err() {
                         return;
@@ -269,5 +315,74 @@ pub fn endpoint(host: &str, port: u16) -> String {
         format!("tcp://[{host}]:{port}")
     } else {
         format!("tcp://{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake master's PUB socket on loopback: a message over the cap never reaches
+    /// the link. Two frames that add up to more are dropped and counted; one frame
+    /// over the cap is refused by libzmq while reading (the connection drops).
+    async fn next(rx: &mut mpsc::Receiver<SubEvent>) -> SubEvent {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an event within 10s")
+            .expect("open")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_over_the_cap_are_dropped() {
+        let max = 1024;
+        let ctx = zmq::Context::new();
+        let publ = ctx.socket(zmq::PUB).unwrap();
+        publ.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = publ.get_last_endpoint().unwrap().unwrap();
+        let transport = ZmqTransport::with_max_message(max);
+        let (tx, mut rx) = mpsc::channel(64);
+        let worker = transport.subscribe(endpoint, tx).unwrap();
+        assert!(matches!(next(&mut rx).await, SubEvent::Connected(true)));
+        // PUB drops messages until the subscription has arrived: probe until one
+        // is delivered.
+        let mut delivered = false;
+        for _ in 0..100 {
+            publ.send(&b"probe"[..], 0).unwrap();
+            if let Ok(Some(SubEvent::Message(_))) =
+                tokio::time::timeout(Duration::from_millis(100), rx.recv()).await
+            {
+                delivered = true;
+                break;
+            }
+        }
+        assert!(delivered, "subscription never became active");
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {}
+
+        let hits = || {
+            crate::telemetry::metrics_handle()
+                .render()
+                .lines()
+                .find(|l| l.starts_with("drover_limit_hits_total{limit=\"master_message_size\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let before = hits();
+        let half = vec![b'x'; max / 2 + 10];
+        publ.send_multipart([&half[..], &half[..]], 0).unwrap();
+        publ.send(&b"after"[..], 0).unwrap();
+        match next(&mut rx).await {
+            SubEvent::Message(f) => assert_eq!(f, vec![b"after".to_vec()]),
+            other => panic!("expected the small message, got {other:?}"),
+        }
+        assert!(hits() >= before + 1.0, "limit hit not counted");
+
+        publ.send(&vec![b'y'; max + 1][..], 0).unwrap();
+        match next(&mut rx).await {
+            SubEvent::Connected(false) => {}
+            other => panic!("expected libzmq to drop the connection, got {other:?}"),
+        }
+        tokio::task::spawn_blocking(move || worker.stop())
+            .await
+            .unwrap();
     }
 }
