@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use drover::devsim::snmp::{SnmpSim, SnmpSimConfig};
 use drover::devsim::Fault;
+use drover::inventory::Inventory;
 use drover::run::Daemon;
 
 use crate::salt_master::*;
@@ -26,10 +28,22 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
     let master = SaltMaster::start(&bin, tmp.path(), "").await;
     let sim = sim_at(4, 31450);
     sim.sim.set_fault_and_wait("rest-0004", Fault::Down).await;
+    // Two SNMP agents beside the REST devices: `snmp.get` through the master.
+    let snmp = OnThread::start(|| {
+        SnmpSim::start(SnmpSimConfig {
+            count: 2,
+            id_prefix: "sw-".into(),
+            ..SnmpSimConfig::default()
+        })
+    });
+    let sw: Vec<String> = snmp.sim.devices().iter().map(|d| d.id.clone()).collect();
+    let inventory = Inventory::parse(
+        &(sim.sim.inventory_toml() + &snmp.sim.inventory_toml("2c")),
+        std::path::Path::new("<sims>"),
+    )
+    .expect("inventory");
     let cfg = master.drover_config(&tmp.path().join("drover-pki"), None);
-    let daemon = Daemon::start(&cfg, sim.inventory(), None)
-        .await
-        .expect("daemon");
+    let daemon = Daemon::start(&cfg, inventory, None).await.expect("daemon");
     within(30, "settle", daemon.fleet.settled()).await;
 
     // Authentication runs in the background: wait (bounded) until every id answers.
@@ -43,7 +57,7 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
                 &["*", "test.ping", "--out", "json", "--static", "-t", "10"],
             )
             .await;
-        if all.iter().all(|id| v.get(id).is_some()) {
+        if all.iter().all(|id| v.get(id).is_some()) && sw.iter().all(|id| v[id] == json!(true)) {
             ping = v;
             break;
         }
@@ -64,7 +78,20 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(accepted, all, "one key entry per device id");
+    let mut expected: Vec<&str> = all.to_vec();
+    expected.extend(sw.iter().map(String::as_str));
+    expected.sort_unstable();
+    assert_eq!(accepted, expected, "one key entry per device id");
+
+    let (v, text) = master.salt(&["sw-*"], &["snmp.get", "sysDescr.0"]).await;
+    assert_eq!(v.as_object().map(|o| o.len()), Some(2), "{text}");
+    for id in &sw {
+        assert_eq!(v[id][0]["name"], json!("sysDescr.0"), "{id}: {text}");
+        assert!(
+            v[id][0]["value"].as_str().is_some_and(|d| !d.is_empty()),
+            "{id}: {text}"
+        );
+    }
 
     let (v, text) = master
         .cli(
