@@ -347,7 +347,7 @@ pub fn job(cfg: &ChaosConfig, n: usize) -> JobRequest {
         fun: fun.into(),
         arg,
         kwarg: Default::default(),
-        batch: (n % 5 == 4).then_some(if n % 2 == 0 {
+        batch: (n % 5 == 4).then_some(if n.is_multiple_of(2) {
             Batch::Percent(25)
         } else {
             Batch::Count(50)
