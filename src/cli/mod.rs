@@ -18,6 +18,7 @@ mod demo;
 mod devices;
 mod devsim;
 mod output;
+mod soak;
 
 use std::path::PathBuf;
 
@@ -66,6 +67,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Fleet-scale benchmark: simulator and fleet as separate processes, N devices.
     Bench(bench::BenchArgs),
+    /// The chaos scenario for N minutes, printing RSS, fds and device states (leak hunt).
+    Soak(soak::SoakArgs),
     /// Write a Drover inventory from a Salt pillar tree's `proxy:` blocks.
     ImportPillar {
         /// The pillar root (holding top.sls).
@@ -115,6 +118,10 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Demo(a) => {
             telemetry::init_tracing("warn");
             demo::main(a)
+        }
+        Command::Soak(a) => {
+            telemetry::init_tracing("warn");
+            soak::main(a)
         }
         Command::Bench(a) => {
             telemetry::init_tracing("warn");

@@ -41,6 +41,8 @@
 //! device plus one per open connection, so raise `RLIMIT_NOFILE` accordingly
 //! before starting large fleets.
 
+#[doc(hidden)]
+pub mod chaos;
 mod http;
 pub mod rest;
 mod shares;

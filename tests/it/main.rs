@@ -2,6 +2,7 @@
 
 mod api;
 mod bench;
+mod chaos;
 mod config_files;
 mod fleet;
 mod functions;
