@@ -26,7 +26,10 @@ fn panics() -> f64 {
         + chaos::counter_sum(&text, "drover_device_panics_total{driver=\"snmp\"")
 }
 
+// Heavy (1,500 devices): it runs alone in its own `.ci/run` step, so it neither slows
+// the other tests nor is slowed by them. The bounds below are safety nets, not goals.
 #[actix_rt::test]
+#[ignore = "heavy: run alone with `cargo test --test it chaos:: -- --ignored` (.ci/run does)"]
 async fn fifteen_hundred_devices_keep_the_invariants_through_a_storm() {
     logs();
     let t0 = Instant::now();
@@ -47,7 +50,7 @@ async fn fifteen_hundred_devices_keep_the_invariants_through_a_storm() {
         .unwrap();
     let want = (cfg.rest + cfg.snmp) * 4 / 5;
     within(
-        45,
+        120,
         "most devices up",
         fleet
             .registry
@@ -58,12 +61,17 @@ async fn fifteen_hundred_devices_keep_the_invariants_through_a_storm() {
 
     // The warm-up fills the allocator's pools, connection pools and caches, so the
     // before-figure is a working process and not a cold one.
-    let warm = within(60, "warm-up", chaos::storm(&fleet, &sims, &cfg, 0, WARM_UP)).await;
+    let warm = within(
+        180,
+        "warm-up",
+        chaos::storm(&fleet, &sims, &cfg, 0, WARM_UP),
+    )
+    .await;
     assert!(warm.violations.is_empty(), "{:#?}", warm.violations);
     let rss_before = chaos::rss_bytes().unwrap();
 
     let storm = within(
-        80,
+        240,
         "storm",
         chaos::storm(&fleet, &sims, &cfg, WARM_UP, JOBS),
     )
