@@ -3,6 +3,7 @@
 //! shared resources drivers are built from ([`DriverContext`]).
 
 pub mod dummy;
+pub mod http1;
 pub mod ovsdb;
 pub mod rest;
 pub mod snmp;

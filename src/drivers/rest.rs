@@ -1,11 +1,15 @@
 //! The REST driver: speaks the HTTP/JSON API of Salt's `rest_sample` proxy device
-//! (`/ping`, `/id`, `/info`, `/service/...`, `/package/...`) through the fleet's
-//! pooled async client, with a per-device timeout and a cap on reply size.
+//! (`/ping`, `/id`, `/info`, `/service/...`, `/package/...`), with a per-device
+//! timeout and a cap on reply size. `http://` devices use [`Http1Endpoint`] (one
+//! kept-alive socket per device); `https://` devices use the fleet's pooled
+//! `reqwest` client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::http1::Http1Endpoint;
 use super::{DriverContext, DriverError, MAX_DEVICE_BODY};
 use crate::inventory::RestConfig;
 
@@ -25,8 +29,11 @@ pub struct RestDriver {
     client: reqwest::Client,
     base: url::Url,
     timeout: Duration,
-    /// Whether the connection may idle in the pool after the answer.
+    /// Whether the `reqwest` connection may idle in the pool after the answer.
     keep_alive: bool,
+    /// For `http://` devices: the device's own connection, shared with the
+    /// background driver.
+    plain: Option<Arc<Http1Endpoint>>,
 }
 
 impl RestDriver {
@@ -56,14 +63,16 @@ impl RestDriver {
             base: cfg.url.clone(),
             timeout,
             keep_alive: true,
+            plain: Http1Endpoint::new(&cfg.url).map(Arc::new),
         })
     }
 
-    /// The same device for background traffic (first contact, health checks): the
-    /// connection closes after the answer instead of idling in the pool. An idle
-    /// pooled HTTP/1 connection costs about 27 KiB in hyper (dispatch channel, read
-    /// and write buffers); a health check every 30 s does not need one kept for it,
-    /// so an idle fleet holds no device connections. Jobs still reuse connections.
+    /// The same device for background traffic (first contact, health checks). An
+    /// `http://` device shares its one connection, which costs only a socket while
+    /// idle, so the next job finds it open. Over `https://` the connection closes
+    /// after the answer instead of idling in the pool: an idle pooled hyper
+    /// connection costs about 27 KiB (dispatch task, channel, read and write
+    /// buffers), which a health check every 30 s does not justify.
     pub fn background(&self) -> RestDriver {
         RestDriver {
             keep_alive: false,
@@ -99,19 +108,20 @@ impl RestDriver {
                 p.push(s);
             }
         }
-        let mut req = self.client.get(url).timeout(self.timeout);
-        if !self.keep_alive {
-            req = req.header(reqwest::header::CONNECTION, "close");
-        }
-        let resp = req.send().await.map_err(|e| self.map_err(e))?;
-        let status = resp.status();
-        let body = read_capped(resp).await.map_err(|e| self.map_err(e))?;
-        let Some(body) = body else {
-            crate::telemetry::Limit::DeviceReply.hit();
-            return Err(DriverError::TooLarge);
+        let (status, body) = match &self.plain {
+            Some(endpoint) => {
+                let path = &url[url::Position::BeforePath..];
+                // Dropping the exchange on timeout drops its connection too, so a late
+                // reply can never be read as the answer to the next request.
+                let reply = tokio::time::timeout(self.timeout, endpoint.get(path))
+                    .await
+                    .map_err(|_| DriverError::Timeout(self.timeout))??;
+                (reply.status, reply.body)
+            }
+            None => self.get_pooled(url).await?,
         };
-        if !status.is_success() {
-            return Err(DriverError::Status(status.as_u16()));
+        if !(200..300).contains(&status) {
+            return Err(DriverError::Status(status));
         }
         // Every rest_sample endpoint answers with an object; anything else (a bare
         // number is valid JSON too) is a device speaking garbage.
@@ -122,6 +132,21 @@ impl RestDriver {
                 type_name(&other)
             ))),
         }
+    }
+
+    async fn get_pooled(&self, url: url::Url) -> Result<(u16, Vec<u8>), DriverError> {
+        let mut req = self.client.get(url).timeout(self.timeout);
+        if !self.keep_alive {
+            req = req.header(reqwest::header::CONNECTION, "close");
+        }
+        let resp = req.send().await.map_err(|e| self.map_err(e))?;
+        let status = resp.status().as_u16();
+        let body = read_capped(resp).await.map_err(|e| self.map_err(e))?;
+        let Some(body) = body else {
+            crate::telemetry::Limit::DeviceReply.hit();
+            return Err(DriverError::TooLarge);
+        };
+        Ok((status, body))
     }
 
     fn map_err(&self, e: reqwest::Error) -> DriverError {
@@ -226,17 +251,37 @@ mod tests {
         addr
     }
 
-    #[tokio::test]
-    async fn background_requests_do_not_keep_their_connection() {
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let addr = device(accepted.clone()).await;
+    fn driver_for(addr: std::net::SocketAddr) -> RestDriver {
         let cfg = RestConfig {
             url: format!("http://{addr}/").parse().unwrap(),
             insecure: false,
             ca_file: None,
         };
         let ctx = DriverContext::new().unwrap();
-        let jobs = RestDriver::new(&cfg, Duration::from_secs(5), &ctx).unwrap();
+        RestDriver::new(&cfg, Duration::from_secs(5), &ctx).unwrap()
+    }
+
+    #[tokio::test]
+    async fn http_devices_keep_one_connection_for_jobs_and_background() {
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let jobs = driver_for(device(accepted.clone()).await);
+        let background = jobs.background();
+        for _ in 0..3 {
+            assert!(jobs.ping().await.unwrap());
+            assert!(background.ping().await.unwrap());
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn pooled_background_requests_do_not_keep_their_connection() {
+        let accepted = Arc::new(AtomicUsize::new(0));
+        // The pooled client is what `https://` devices use; forced here over plain
+        // HTTP to watch its connections.
+        let jobs = RestDriver {
+            plain: None,
+            ..driver_for(device(accepted.clone()).await)
+        };
         for _ in 0..3 {
             assert!(jobs.ping().await.unwrap());
         }
