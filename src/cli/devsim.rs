@@ -114,22 +114,11 @@ pub fn main(a: DevsimArgs) -> i32 {
                 return 69;
             }
         };
-        if let Some(path) = &a.write_inventory {
-            if let Err(e) = std::fs::write(path, sim.inventory_toml()) {
-                eprintln!("drover devsim: {}: {e}", path.display());
-                return 73;
-            }
-            outln!("inventory written to {}", path.display());
+        let first = sim.devices().first().map(|d| d.url.to_string());
+        let what = format!("{} simulated REST devices", sim.devices().len());
+        if let Err(code) = announce(&a, &sim.inventory_toml(), &what, first) {
+            return code;
         }
-        let first = sim
-            .devices()
-            .first()
-            .map(|d| d.url.clone())
-            .unwrap_or_default();
-        outln!(
-            "{} simulated REST devices up (first at {first}); Ctrl-C to stop",
-            sim.devices().len()
-        );
         drover::run::shutdown_signal().await;
         sim.shutdown().await;
         0
@@ -157,23 +146,28 @@ async fn snmp(a: &DevsimArgs) -> i32 {
             return 69;
         }
     };
-    if let Some(path) = &a.write_inventory {
-        if let Err(e) = std::fs::write(path, sim.inventory_toml(&a.snmp_version)) {
-            eprintln!("drover devsim: {}: {e}", path.display());
-            return 73;
-        }
-        outln!("inventory written to {}", path.display());
+    let first = sim.devices().first().map(|d| format!("udp:{}", d.addr));
+    let what = format!("{} simulated SNMP agents", sim.devices().len());
+    if let Err(code) = announce(a, &sim.inventory_toml(&a.snmp_version), &what, first) {
+        return code;
     }
-    let first = sim
-        .devices()
-        .first()
-        .map(|d| d.addr.to_string())
-        .unwrap_or_default();
-    outln!(
-        "{} simulated SNMP agents up (first at udp:{first}); Ctrl-C to stop",
-        sim.devices().len()
-    );
     drover::run::shutdown_signal().await;
     sim.shutdown().await;
     0
+}
+
+/// Writes the inventory when asked and says what is up; `Err` is the exit code.
+fn announce(a: &DevsimArgs, inventory: &str, what: &str, first: Option<String>) -> Result<(), i32> {
+    if let Some(path) = &a.write_inventory {
+        if let Err(e) = std::fs::write(path, inventory) {
+            eprintln!("drover devsim: {}: {e}", path.display());
+            return Err(73);
+        }
+        outln!("inventory written to {}", path.display());
+    }
+    outln!(
+        "{what} up (first at {}); Ctrl-C to stop",
+        first.unwrap_or_default()
+    );
+    Ok(())
 }
