@@ -95,22 +95,9 @@ pub fn main(a: CmdArgs) -> i32 {
         timeout,
         jid: None,
     };
-    let token = match super::devices::token(a.token_file.as_deref()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("drover cmd: {e}");
-            return 2;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("drover cmd: {e}");
-            return 2;
-        }
+    let (token, rt) = match super::devices::client_setup("cmd", a.token_file.as_deref()) {
+        Ok(setup) => setup,
+        Err(code) => return code,
     };
     let progress = !a.no_progress && std::io::stderr().is_terminal();
     match rt.block_on(submit(&a.url, token.as_deref(), &req, progress)) {

@@ -59,36 +59,45 @@ fn offline(path: &Path, shard: Option<drover::inventory::Shard>, json: bool) -> 
     0
 }
 
-/// The bearer token from a file or `DROVER_TOKEN`.
+/// The bearer token from a file or `DROVER_TOKEN`. A token file is refused when others
+/// can read it, as the daemon refuses its own.
 pub fn token(file: Option<&Path>) -> Result<Option<String>, String> {
     if let Some(f) = file {
-        return std::fs::read_to_string(f)
-            .map(|s| Some(s.trim().to_owned()))
-            .map_err(|e| format!("token file {}: {e}", f.display()));
+        let bytes = drover::secrets::read(f).map_err(|e| format!("token file {e}"))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("token file {}: not UTF-8", f.display()))?;
+        return Ok(Some(text.trim().to_owned()));
     }
     Ok(std::env::var("DROVER_TOKEN").ok().filter(|t| !t.is_empty()))
+}
+
+/// What an API client command needs before it talks to the daemon: the token and a
+/// one-thread runtime. `Err` is the exit code, with the reason already printed.
+pub fn client_setup(
+    tool: &str,
+    token_file: Option<&Path>,
+) -> Result<(Option<String>, tokio::runtime::Runtime), i32> {
+    let token = token(token_file).map_err(|e| {
+        eprintln!("drover {tool}: {e}");
+        2
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("drover {tool}: {e}");
+            2
+        })?;
+    Ok((token, rt))
 }
 
 pub fn main(a: DevicesArgs) -> i32 {
     if let Some(path) = &a.inventory {
         return offline(path, a.shard, a.json);
     }
-    let token = match token(a.token_file.as_deref()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("drover devices: {e}");
-            return 2;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("drover devices: {e}");
-            return 2;
-        }
+    let (token, rt) = match client_setup("devices", a.token_file.as_deref()) {
+        Ok(setup) => setup,
+        Err(code) => return code,
     };
     let res: Result<Value, String> = rt.block_on(async {
         let mut rb =

@@ -195,6 +195,30 @@ async fn http_api_and_cli() {
     assert_eq!(v.as_object().unwrap().len(), 12);
     assert!(v.as_object().unwrap().values().all(|x| *x == json!(true)));
 
+    // The CLI, like the daemon, refuses a token file that others can read.
+    let open_token = dir.path().join("token-open");
+    std::fs::write(&open_token, "s3cret-token\n").unwrap();
+    std::fs::set_permissions(
+        &open_token,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let (code, _, err) = cli(vec![
+        "cmd".into(),
+        "--url".into(),
+        base.clone(),
+        "--token-file".into(),
+        open_token.display().to_string(),
+        "*".into(),
+        "test.ping".into(),
+    ])
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("chmod 600") && !err.contains("s3cret"),
+        "{err}"
+    );
+
     let (code, out, err) = cli(with(&[
         "--out",
         "json",
