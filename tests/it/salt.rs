@@ -18,14 +18,11 @@ use crate::support::*;
 
 #[actix_rt::test]
 async fn real_salt_master_sees_every_device_as_a_minion() {
-    let Some(bin) = salt_bin_dir() else {
-        eprintln!("\n!!!!!! SKIPPED real_salt_master_sees_every_device_as_a_minion: no salt-master in $SALT_BIN_DIR or /work/venv-salt/bin !!!!!!\n");
+    let Some((_one, tmp, master)) =
+        salt_case("real_salt_master_sees_every_device_as_a_minion", "").await
+    else {
         return;
     };
-    let _one = ONE_AT_A_TIME.lock().await;
-    logs();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let master = SaltMaster::start(&bin, tmp.path(), "").await;
     let sim = sim_at(4, 31450);
     sim.sim.set_fault_and_wait("rest-0004", Fault::Down).await;
     // Two SNMP agents beside the REST devices: `snmp.get` through the master.
@@ -211,27 +208,19 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
     daemon.stop().await;
 }
 
-/// Skips loudly when Salt is not installed.
-fn salt_or_skip(test: &str) -> Option<std::path::PathBuf> {
-    let bin = salt_bin_dir();
-    if bin.is_none() {
-        eprintln!("\n!!!!!! SKIPPED {test}: no salt-master in $SALT_BIN_DIR or /work/venv-salt/bin !!!!!!\n");
-    }
-    bin
-}
-
 /// The connection outlives the master's idle timeouts, an AES key rotation and a master
 /// restart, and a return that falls due while the master is down still reaches it.
 #[actix_rt::test]
 async fn salt_link_survives_idle_key_rotation_and_master_restart() {
-    let Some(bin) = salt_or_skip("salt_link_survives_idle_key_rotation_and_master_restart") else {
+    // A short maintenance loop so a key deletion rotates the AES key within seconds.
+    let Some((_one, tmp, mut master)) = salt_case(
+        "salt_link_survives_idle_key_rotation_and_master_restart",
+        "loop_interval: 2",
+    )
+    .await
+    else {
         return;
     };
-    let _one = ONE_AT_A_TIME.lock().await;
-    logs();
-    let tmp = tempfile::tempdir().expect("tmp");
-    // A short maintenance loop so a key deletion rotates the AES key within seconds.
-    let mut master = SaltMaster::start(&bin, tmp.path(), "loop_interval: 2").await;
     let sim = sim(3);
     let mut cfg = master.drover_config(&tmp.path().join("drover-pki"), None);
     cfg.master.request_timeout = Duration::from_secs(10);
@@ -345,13 +334,11 @@ async fn forged_replayed_and_garbage_publications_are_rejected() {
 
     use crate::zmtp_proxy::{zmtp_message, Inject, PubProxy};
 
-    let Some(bin) = salt_or_skip("forged_replayed_and_garbage_publications_are_rejected") else {
+    let Some((_one, tmp, master)) =
+        salt_case("forged_replayed_and_garbage_publications_are_rejected", "").await
+    else {
         return;
     };
-    let _one = ONE_AT_A_TIME.lock().await;
-    logs();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let master = SaltMaster::start(&bin, tmp.path(), "").await;
     let proxy = PubProxy::start(master.pub_port).await;
     let sim = sim(2);
     let cfg = master.drover_config(&tmp.path().join("drover-pki"), Some(proxy.port));
@@ -512,13 +499,14 @@ async fn forged_replayed_and_garbage_publications_are_rejected() {
 /// as an operator accepts its key with `salt-key -a`.
 #[actix_rt::test]
 async fn pending_per_device_keys_answer_once_accepted() {
-    let Some(bin) = salt_or_skip("pending_per_device_keys_answer_once_accepted") else {
+    let Some((_one, tmp, master)) = salt_case(
+        "pending_per_device_keys_answer_once_accepted",
+        "auto_accept: False",
+    )
+    .await
+    else {
         return;
     };
-    let _one = ONE_AT_A_TIME.lock().await;
-    logs();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let master = SaltMaster::start(&bin, tmp.path(), "auto_accept: False").await;
     let sim = sim(2);
     let pki = tmp.path().join("drover-pki");
     let mut cfg = master.drover_config(&pki, None);

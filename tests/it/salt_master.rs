@@ -25,6 +25,29 @@ pub fn salt_bin_dir() -> Option<PathBuf> {
     dir.join("salt-master").exists().then_some(dir)
 }
 
+/// What every Salt test starts from: the one-at-a-time lock, a fresh directory and a
+/// master started there with `extra` config lines. `None` (after a loud SKIPPED line)
+/// when Salt is not installed. Bind the three in this order so the master stops
+/// before its directory goes and the lock is released last.
+pub async fn salt_case(
+    test: &str,
+    extra: &str,
+) -> Option<(
+    tokio::sync::MutexGuard<'static, ()>,
+    tempfile::TempDir,
+    SaltMaster,
+)> {
+    let Some(bin) = salt_bin_dir() else {
+        eprintln!("\n!!!!!! SKIPPED {test}: no salt-master in $SALT_BIN_DIR or /work/venv-salt/bin !!!!!!\n");
+        return None;
+    };
+    let one = ONE_AT_A_TIME.lock().await;
+    crate::support::logs();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let master = SaltMaster::start(&bin, tmp.path(), extra).await;
+    Some((one, tmp, master))
+}
+
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
