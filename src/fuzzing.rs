@@ -20,8 +20,9 @@ pub type Entry = fn(&[u8]);
 
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and
 /// `fuzz/corpus/<name>/` call them.
-pub const TARGETS: [(&str, Entry); 5] = [
+pub const TARGETS: [(&str, Entry); 6] = [
     ("snmp_decode", snmp_decode),
+    ("http_reply", http_reply),
     ("salt_envelope", salt_envelope),
     ("config_parse", config_parse),
     ("inventory_parse", inventory_parse),
@@ -175,6 +176,55 @@ fn job_fields(load: &rmpv::Value) {
     if let Some(serde_json::Value::Array(args)) = envelope::get(load, "arg").map(envelope::to_json)
     {
         let _ = envelope::split_args(&args);
+    }
+}
+
+/// A REST device's HTTP/1.1 reply as the `http://` client reads it: head, framing
+/// (length, chunked, until close), caps. The first byte sets how many bytes each read
+/// returns (1 to 256), so replies split at every point are tried.
+pub fn http_reply(data: &[u8]) {
+    let data = cap(data);
+    let Some((&step, reply)) = data.split_first() else {
+        return;
+    };
+    let stream = tokio::io::join(
+        Trickle {
+            data: reply,
+            step: usize::from(step) + 1,
+        },
+        tokio::io::sink(),
+    );
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {
+        return;
+    };
+    match rt.block_on(crate::drivers::http1::exchange_for_fuzzing(stream)) {
+        Ok((r, _keep)) => {
+            assert!(r.body.len() <= crate::drivers::MAX_DEVICE_BODY);
+            assert!(r.body.len() <= reply.len(), "a body longer than the input");
+        }
+        Err(e) => {
+            let _ = (e.kind(), e.to_string());
+        }
+    }
+}
+
+/// Reads out a byte slice `step` bytes at a time.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl tokio::io::AsyncRead for Trickle<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = self.step.min(self.data.len()).min(buf.remaining());
+        let (head, rest) = self.data.split_at(n);
+        buf.put_slice(head);
+        self.data = rest;
+        std::task::Poll::Ready(Ok(()))
     }
 }
 

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{DriverError, MAX_DEVICE_BODY};
@@ -191,11 +191,12 @@ impl Http1Endpoint {
 }
 
 /// Sends one request and reads its reply. Returns the stream back when the
-/// connection may carry another request.
-async fn exchange(
-    mut stream: TcpStream,
+/// connection may carry another request. Generic so the fuzz harness can drive it
+/// over an in-memory stream.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     request: &[u8],
-) -> Result<(Reply, Option<TcpStream>), Failure> {
+) -> Result<(Reply, Option<S>), Failure> {
     if stream.write_all(request).await.is_err() {
         return Err(Failure::Stale);
     }
@@ -285,7 +286,10 @@ async fn exchange(
     ))
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
     buf.reserve(READ_CHUNK);
     stream.read_buf(buf).await
 }
@@ -301,6 +305,19 @@ fn is_reset(e: &std::io::Error) -> bool {
 
 fn io_err(e: std::io::Error) -> Failure {
     Failure::Error(DriverError::Connect(e.to_string()))
+}
+
+/// Fuzz entry: one reply read from `stream` as a device would send it. Returns the
+/// reply and whether the connection would be kept. Not part of the supported API.
+#[doc(hidden)]
+pub async fn exchange_for_fuzzing<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+) -> Result<(Reply, bool), DriverError> {
+    match exchange(stream, b"GET / HTTP/1.1\r\nHost: fuzz\r\n\r\n").await {
+        Ok((reply, keep)) => Ok((reply, keep.is_some())),
+        Err(Failure::Stale) => Err(DriverError::Connect("closed before any answer".into())),
+        Err(Failure::Error(e)) => Err(e),
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -242,6 +242,11 @@ fn fuzz_snmp_decode() {
 }
 
 #[test]
+fn fuzz_http_reply() {
+    fuzz("http_reply");
+}
+
+#[test]
 fn fuzz_salt_envelope() {
     fuzz("salt_envelope");
 }
