@@ -93,6 +93,7 @@ impl BenchKind {
                         out.iter().filter(|s: &&Sim| s.kind == kind).count()
                     ),
                     count: c,
+                    bind: sim_address(out.len()),
                 });
                 left -= c;
             }
@@ -107,6 +108,15 @@ struct Sim {
     kind: &'static str,
     prefix: String,
     count: usize,
+    /// Its own loopback address: the kernel's ephemeral port range (about 28,000
+    /// ports) is per address, so 50,000 agents on one address would run out of ports.
+    bind: std::net::Ipv4Addr,
+}
+
+/// 127.0.0.1 for the first simulator, 127.0.0.2 for the second, ... (all of
+/// 127.0.0.0/8 is loopback on Linux).
+fn sim_address(index: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 0, 0, (index % 254 + 1) as u8)
 }
 
 /// Devices per simulator process. A REST device holds two descriptors there (its
@@ -511,12 +521,14 @@ fn start_sim(exe: &Path, sim: &Sim, inventory: &Path, dir: &Path) -> Result<Proc
         kind,
         prefix,
         count,
+        bind,
     } = sim;
     let log_path = dir.join(format!("devsim-{prefix}log"));
     let log = std::fs::File::create(&log_path)?;
     let mut child = Command::new(exe)
         .args(["devsim", "--kind", kind, "-n", &count.to_string()])
         .args(["--prefix", prefix])
+        .args(["--bind", &bind.to_string()])
         .arg("--write-inventory")
         .arg(inventory)
         .stdin(Stdio::null())
@@ -875,24 +887,26 @@ mod tests {
 
     #[test]
     fn devices_are_split_over_simulators() {
-        let sim = |kind, prefix: &str, count| Sim {
+        let sim = |kind, prefix: &str, count, last: u8| Sim {
             kind,
             prefix: prefix.into(),
             count,
+            bind: std::net::Ipv4Addr::new(127, 0, 0, last),
         };
         assert_eq!(
             BenchKind::Mix.sims(5),
-            [sim("rest", "rest0-", 3), sim("snmp", "sw0-", 2)]
+            [sim("rest", "rest0-", 3, 1), sim("snmp", "sw0-", 2, 2)]
         );
-        assert_eq!(BenchKind::Mix.sims(1), [sim("rest", "rest0-", 1)]);
-        assert_eq!(BenchKind::Snmp.sims(7), [sim("snmp", "sw0-", 7)]);
-        // Large fleets are spread over processes, each under the descriptor limit.
+        assert_eq!(BenchKind::Mix.sims(1), [sim("rest", "rest0-", 1, 1)]);
+        assert_eq!(BenchKind::Snmp.sims(7), [sim("snmp", "sw0-", 7, 1)]);
+        // Large fleets are spread over processes, each under the descriptor limit
+        // and on its own address.
         assert_eq!(
             BenchKind::Rest.sims(12_000),
             [
-                sim("rest", "rest0-", 5_000),
-                sim("rest", "rest1-", 5_000),
-                sim("rest", "rest2-", 2_000)
+                sim("rest", "rest0-", 5_000, 1),
+                sim("rest", "rest1-", 5_000, 2),
+                sim("rest", "rest2-", 2_000, 3)
             ]
         );
     }

@@ -17,6 +17,9 @@ pub struct DevsimArgs {
     /// First port (device i listens on base_port + i); 0 takes ephemeral ports.
     #[arg(long, default_value_t = 0)]
     pub base_port: u16,
+    /// Address the devices listen on (any of 127.0.0.0/8 is loopback on Linux).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
     /// Id prefix (ids are prefix + zero-padded index); "rest-" or "sw-" by kind.
     #[arg(long)]
     pub prefix: Option<String>,
@@ -86,6 +89,7 @@ impl DevsimArgs {
             count: self.count,
             id_prefix: self.prefix.clone().unwrap_or_else(|| "rest-".into()),
             base_port: self.base_port,
+            bind: self.bind,
             faults: self.faults.rates(),
             ..RestSimConfig::default()
         }
@@ -130,6 +134,7 @@ async fn snmp(a: &DevsimArgs) -> i32 {
         count: a.count,
         id_prefix: a.prefix.clone().unwrap_or_else(|| "sw-".into()),
         base_port: a.base_port,
+        bind: a.bind,
         faults: SnmpFaultRates {
             down: a.faults.down,
             slow: a.faults.slow,
