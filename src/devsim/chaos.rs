@@ -471,6 +471,7 @@ pub fn counter_sum(rendered: &str, prefix: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn causes_are_recognised_and_blank_is_not() {
@@ -484,5 +485,34 @@ mod tests {
     fn counter_sum_adds_matching_series() {
         let text = "a_total{driver=\"rest\",reason=\"x\"} 2\na_total{driver=\"rest\",reason=\"y\"} 3\na_total{driver=\"dummy\"} 9\n";
         assert_eq!(counter_sum(text, "a_total{driver=\"rest\""), 5.0);
+    }
+
+    #[test]
+    fn restarts_must_follow_downs_device_by_device() {
+        use crate::inventory::{DeviceSpec, DriverConfig, DummyBehaviour};
+        let spec = |id: &str| {
+            Arc::new(DeviceSpec {
+                id: id.into(),
+                driver: DriverConfig::Dummy(DummyBehaviour::Ok),
+                grains: Default::default(),
+                timeout: None,
+            })
+        };
+        let r = Registry::new();
+        for id in ["a", "b"] {
+            r.upsert(spec(id), 1, None);
+            r.set_state(id, 1, DeviceState::Up, None);
+            r.set_state(id, 1, DeviceState::Down, Some("refused".into()));
+        }
+        // Down with its restart pending is fine.
+        assert!(check_restarts(&r).is_empty());
+        // "a" is restarted and up again; "b" comes back up with no restart counted.
+        r.add_restart("a");
+        r.upsert(spec("a"), 2, None);
+        r.set_state("a", 2, DeviceState::Up, None);
+        r.upsert(spec("b"), 2, None);
+        r.set_state("b", 2, DeviceState::Up, None);
+        let v = check_restarts(&r);
+        assert_eq!(v, ["b: 0 restarts for 1 downs while up"]);
     }
 }
