@@ -71,9 +71,30 @@ pub fn metrics_handle() -> PrometheusHandle {
                 tracing::warn!("A metrics recorder was already installed.");
             }
             describe();
+            spawn_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets (the exporter's own
+/// default when it runs the upkeep itself).
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every [`UPKEEP_INTERVAL`].
+/// `build_recorder` leaves this to us: without it every sample (one per device
+/// operation) is kept until the next `/metrics` scrape, so a daemon nobody scrapes
+/// grows without bound (`drover soak`: RSS +0.15 MiB/min at 2,000 devices).
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("drover-metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "No metrics upkeep thread: histograms grow until scraped.");
+    }
 }
 
 fn describe() {
