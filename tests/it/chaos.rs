@@ -43,7 +43,8 @@ async fn two_thousand_devices_keep_the_invariants_through_a_storm() {
     let phase = |what: &str| eprintln!("chaos: {what} at {:.1?}", t0.elapsed());
     let cfg = ChaosConfig::default();
     assert_eq!(cfg.rest + cfg.snmp, 2000);
-    // Ephemeral ports (the default), so a rerun never meets this run's TIME_WAIT.
+    // Ports picked afresh each run (the default), so a rerun never meets this run's
+    // TIME_WAIT sockets.
     assert_eq!(cfg.rest_base_port, 0);
     let sims = ChaosSims::start(&cfg).unwrap();
     let inventory = sims.inventory().unwrap();
@@ -119,14 +120,33 @@ async fn two_thousand_devices_keep_the_invariants_through_a_storm() {
         .chain(storm.flipped.iter().chain(warm.flipped.iter()))
         .cloned()
         .collect();
-    within(
-        30,
-        "devices the test took down back up",
-        fleet
-            .registry
-            .wait_for(|r| taken.iter().all(|id| r.state(id) == Some(DeviceState::Up))),
-    )
-    .await;
+    let back = fleet
+        .registry
+        .wait_for(|r| taken.iter().all(|id| r.state(id) == Some(DeviceState::Up)));
+    if tokio::time::timeout(std::time::Duration::from_secs(30), back)
+        .await
+        .is_err()
+    {
+        // Which ones, and what the fleet and the simulator say of them.
+        let stragglers: Vec<String> = taken
+            .iter()
+            .filter_map(|id| {
+                let e = fleet.registry.get(id)?;
+                (e.state != DeviceState::Up).then(|| {
+                    format!(
+                        "{id}: {:?} downs {} restarts {} last error {:?}; sim fault {:?} {:?}",
+                        e.state,
+                        e.downs,
+                        e.restarts,
+                        e.last_error,
+                        sims.rest().fault(id),
+                        sims.snmp().fault(id),
+                    )
+                })
+            })
+            .collect();
+        panic!("taken devices not back up after 30 s: {stragglers:#?}");
+    }
     phase("taken devices back up");
     let went_down: Vec<(String, u64, u64)> = taken
         .iter()
