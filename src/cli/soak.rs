@@ -30,8 +30,8 @@ pub struct SoakArgs {
     /// Jobs in flight at once.
     #[arg(long, default_value_t = ChaosConfig::default().concurrency)]
     pub concurrency: usize,
-    /// First port of the REST devices (device i on port + i); 0 picks free ports at
-    /// random below the ephemeral range.
+    /// First port of the REST devices (device i on port + i); 0 picks free ephemeral
+    /// ports.
     #[arg(long, default_value_t = 0)]
     pub rest_base_port: u16,
 }

@@ -30,12 +30,10 @@ pub const SNMP_PREFIX: &str = "csw-";
 pub struct ChaosConfig {
     pub rest: usize,
     pub snmp: usize,
-    /// REST devices listen on `rest_base_port + i`, or, when 0 (the default), on
-    /// free ports picked at random below the kernel's ephemeral range, so a rerun
-    /// never meets the previous run's TIME_WAIT sockets on a fixed layout. Not in
-    /// the ephemeral range: a down device's free port there can become the source
-    /// port of one of Drover's own connections (even a connection to itself), which
-    /// then keeps the device from coming back while the connection is pooled.
+    /// REST devices listen on `rest_base_port + i`, or on free ports of the
+    /// ephemeral range when 0 (the default: reruns never meet a previous run's
+    /// TIME_WAIT sockets). A device that is down keeps its port bound without
+    /// listening, so no other socket can take it meanwhile.
     pub rest_base_port: u16,
     /// Jobs in flight at once (a group: the next starts when the whole group is
     /// done). 16 rather than 8: a group lasts as long as its batched jobs, about a
@@ -68,7 +66,6 @@ impl ChaosConfig {
             count: self.rest,
             id_prefix: REST_PREFIX.into(),
             base_port: self.rest_base_port,
-            below_ephemeral: true,
             faults: FaultRates {
                 down: 0.03,
                 slow: 0.03,
@@ -105,9 +102,9 @@ impl ChaosConfig {
     }
 
     /// Failure and recovery within a second or two, so restarts happen within a short
-    /// run. Not faster: in a debug build, 2,000 devices checked every 250 ms and the
-    /// faulty ones restarted every 300 ms were much of the load that kept both cores
-    /// busy and the jobs waiting for CPU (the chaos test's storm: 171 s -> 123 s).
+    /// run. Not faster: in a debug build 2,000 devices checked every 250 ms, and the
+    /// faulty ones restarted every 300 ms, kept both cores busy on their own and
+    /// made the jobs wait for CPU.
     pub fn fleet(&self) -> FleetConfig {
         FleetConfig {
             job_timeout: Duration::from_secs(8),

@@ -113,13 +113,6 @@ pub struct RestSimConfig {
     /// given that same port as its source and connect to itself. Use fixed
     /// ports (outside the ephemeral range) where that matters.
     pub base_port: u16,
-    /// With `base_port == 0`: pick free ports at random *below* the kernel's
-    /// ephemeral range (from 10000) instead of inside it. Other processes' and
-    /// this one's outgoing connections never take those as their source port,
-    /// so a device that is down and then back can always have its port again,
-    /// and a rerun does not meet the previous run's ports as the fixed
-    /// `base_port` layout does.
-    pub below_ephemeral: bool,
     pub faults: FaultRates,
 }
 
@@ -132,7 +125,6 @@ impl Default for RestSimConfig {
             first_index: 1,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             base_port: 0,
-            below_ephemeral: false,
             faults: FaultRates::default(),
         }
     }
@@ -326,7 +318,7 @@ impl RestSim {
 
         // Bind everything before spawning anything, so an error here leaves
         // no half-started fleet behind.
-        let mut ports = PortPicker::new(cfg.below_ephemeral);
+        let mut ports = PortPicker::new();
         let mut listeners = Vec::with_capacity(cfg.count);
         let mut infos = Vec::with_capacity(cfg.count);
         for i in 0..cfg.count {
@@ -627,26 +619,13 @@ struct PortPicker {
 /// Random probes per device before leaving the choice to the kernel.
 const PORT_PROBES: usize = 64;
 
-/// Lowest port [`RestSimConfig::below_ephemeral`] picks: clear of the usual
-/// well-known and registered service ports.
-const BELOW_EPHEMERAL_FROM: u16 = 10_000;
-
 impl PortPicker {
-    /// Probes the kernel's ephemeral range, or the ports below it when `below`
-    /// (falling back to the ephemeral range if it starts too low to leave room).
-    fn new(below: bool) -> PortPicker {
+    fn new() -> PortPicker {
         let read = |name: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"));
-        let ephemeral = read("ip_local_port_range")
-            .ok()
-            .and_then(|s| parse_port_range(&s));
-        let range = match ephemeral {
-            Some((lo, _)) if below && lo > BELOW_EPHEMERAL_FROM + 1024 => {
-                Some((BELOW_EPHEMERAL_FROM, lo - 1))
-            }
-            other => other,
-        };
         PortPicker {
-            range,
+            range: read("ip_local_port_range")
+                .ok()
+                .and_then(|s| parse_port_range(&s)),
             reserved: read("ip_local_reserved_ports")
                 .map(|s| parse_port_list(&s))
                 .unwrap_or_default(),
@@ -1872,29 +1851,6 @@ mod tests {
             2
         );
         assert_eq!(assign_faults(0, &over).0, Vec::<Fault>::new());
-    }
-
-    #[tokio::test]
-    async fn below_ephemeral_ports_stay_below_the_kernel_range() {
-        let Some((lo, _)) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|s| parse_port_range(&s))
-        else {
-            return; // Not Linux: the picker falls back to the kernel's choice.
-        };
-        let sim = RestSim::start(RestSimConfig {
-            below_ephemeral: true,
-            ..unique_cfg(20)
-        })
-        .await
-        .unwrap();
-        for d in sim.devices() {
-            let port = d.addr.port();
-            if lo > BELOW_EPHEMERAL_FROM + 1024 {
-                assert!((BELOW_EPHEMERAL_FROM..lo).contains(&port), "{port}");
-            }
-        }
-        sim.shutdown().await;
     }
 
     #[tokio::test]

@@ -43,8 +43,8 @@ async fn two_thousand_devices_keep_the_invariants_through_a_storm() {
     let phase = |what: &str| eprintln!("chaos: {what} at {:.1?}", t0.elapsed());
     let cfg = ChaosConfig::default();
     assert_eq!(cfg.rest + cfg.snmp, 2000);
-    // Ports picked afresh each run (the default), so a rerun never meets this run's
-    // TIME_WAIT sockets.
+    // Free ephemeral ports picked afresh each run (the default), so a rerun never
+    // meets this run's TIME_WAIT sockets, nor the fixed ports of other tests.
     assert_eq!(cfg.rest_base_port, 0);
     let sims = ChaosSims::start(&cfg).unwrap();
     let inventory = sims.inventory().unwrap();
