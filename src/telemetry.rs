@@ -2,7 +2,14 @@
 //! tracing set-up. Every other module records through the `metrics` macros using the
 //! names defined here, so the set of series lives in one place.
 
+mod tasks;
+
 use std::sync::OnceLock;
+
+pub use tasks::{
+    device_actors, register_runtime, runtime_tasks, runtimes_registered, LiveActor, RuntimeGuard,
+    RuntimeKind,
+};
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -40,6 +47,8 @@ pub const HTTP_REQUESTS: &str = "drover_http_requests_total";
 pub const PROCESS_RSS: &str = "drover_process_resident_memory_bytes";
 pub const PROCESS_CPU: &str = "drover_process_cpu_seconds_total";
 pub const PROCESS_FDS: &str = "drover_process_open_fds";
+pub const RUNTIME_TASKS: &str = "drover_runtime_tasks";
+pub const DEVICE_ACTORS: &str = "drover_device_actors";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -62,9 +71,30 @@ pub fn metrics_handle() -> PrometheusHandle {
                 tracing::warn!("A metrics recorder was already installed.");
             }
             describe();
+            spawn_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets (the exporter's own
+/// default when it runs the upkeep itself).
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every [`UPKEEP_INTERVAL`].
+/// `build_recorder` leaves this to us: without it every sample (one per device
+/// operation) is kept until the next `/metrics` scrape, so a daemon nobody scrapes
+/// grows without bound (`drover soak`: RSS +0.15 MiB/min at 2,000 devices).
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("drover-metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "No metrics upkeep thread: histograms grow until scraped.");
+    }
 }
 
 fn describe() {
@@ -149,6 +179,14 @@ fn describe() {
     );
     describe_gauge!(PROCESS_CPU, Unit::Seconds, "CPU time used by the process.");
     describe_gauge!(PROCESS_FDS, "Open file descriptors of the process.");
+    describe_gauge!(
+        RUNTIME_TASKS,
+        "Alive tokio tasks on the fleet's runtimes, by runtime (actors excluded)."
+    );
+    describe_gauge!(
+        DEVICE_ACTORS,
+        "Device actors alive, stopped ones not yet freed included."
+    );
 }
 
 /// The caps that protect the process from a misbehaving master, device or client;
@@ -183,14 +221,19 @@ impl Limit {
     }
 }
 
-/// Reads the process's RSS, CPU time and open descriptors from /proc and sets the
-/// gauges; called on each scrape so the figures are current.
+/// Reads the process's RSS, CPU time and open descriptors from /proc, and the task
+/// counts of its runtimes, and sets the gauges; called on each scrape so the figures
+/// are current.
 pub fn update_process_metrics() {
     if let Some(s) = ProcessStats::read() {
         metrics::gauge!(PROCESS_RSS).set(s.rss_bytes as f64);
         metrics::gauge!(PROCESS_CPU).set(s.cpu_seconds);
         metrics::gauge!(PROCESS_FDS).set(s.open_fds as f64);
     }
+    for (runtime, n) in runtime_tasks() {
+        metrics::gauge!(RUNTIME_TASKS, "runtime" => runtime.as_str()).set(n as f64);
+    }
+    metrics::gauge!(DEVICE_ACTORS).set(device_actors() as f64);
 }
 
 /// A snapshot of this process's resource use, from /proc (Linux only).

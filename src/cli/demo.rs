@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use drover::config::Config;
-use drover::devsim::{RestSim, RestSimConfig};
+use drover::devsim::{OnThread, RestSim, RestSimConfig};
 use drover::inventory::Inventory;
 use drover::job::{JobRequest, Outcome, Return, Tgt};
 use drover::run::Daemon;
@@ -39,50 +39,15 @@ pub fn main(a: DemoArgs) -> i32 {
         ..RestSimConfig::default()
     };
     // The simulator stands apart from the fleet: its own thread and runtime, as the
-    // devices would be separate machines.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sim_thread = std::thread::Builder::new()
-        .name("devsim".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                match RestSim::start(sim_cfg).await {
-                    Ok(sim) => {
-                        let _ = tx.send(Ok(sim.inventory_toml()));
-                        // Serve until the process exits.
-                        std::future::pending::<()>().await;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                    }
-                }
-            });
-        });
-    if let Err(e) = sim_thread {
-        eprintln!("drover demo: {e}");
-        return 70;
-    }
-    let inventory_text = match rx.recv() {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
+    // devices would be separate machines. It serves until this function returns.
+    let sim = match OnThread::start(move || RestSim::start(sim_cfg)) {
+        Ok(s) => s,
+        Err(e) => {
             eprintln!("drover demo: simulator failed: {e}");
             return 69;
         }
-        Err(_) => {
-            eprintln!("drover demo: simulator thread died");
-            return 70;
-        }
     };
+    let inventory_text = sim.sim.inventory_toml();
     let inventory = match Inventory::parse(&inventory_text, Path::new("<devsim>")) {
         Ok(i) => i,
         Err(e) => {

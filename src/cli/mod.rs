@@ -67,7 +67,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Fleet-scale benchmark: simulator and fleet as separate processes, N devices.
     Bench(bench::BenchArgs),
-    /// The chaos scenario for N minutes, printing RSS, fds and device states (leak hunt).
+    /// The chaos scenario for N minutes, printing RSS, fds, tasks and device states (leak
+    /// hunt).
     Soak(soak::SoakArgs),
     /// Write a Drover inventory from a Salt pillar tree's `proxy:` blocks.
     ImportPillar {
@@ -120,7 +121,9 @@ pub fn dispatch(cli: Cli) -> i32 {
             demo::main(a)
         }
         Command::Soak(a) => {
-            telemetry::init_tracing("warn");
+            // The faults are on purpose: their warnings would bury the table. RUST_LOG
+            // brings them back.
+            telemetry::init_tracing("error");
             soak::main(a)
         }
         Command::Bench(a) => {

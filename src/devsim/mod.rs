@@ -40,12 +40,17 @@
 //! device until that device first changes them. File descriptors: one per
 //! device plus one per open connection, so raise `RLIMIT_NOFILE` accordingly
 //! before starting large fleets.
+//!
+//! [`OnThread`] serves a simulator from a thread and runtime of its own, so the
+//! devices never share a scheduler with the fleet that drives them.
 
 #[doc(hidden)]
 pub mod chaos;
 mod http;
+mod on_thread;
 pub mod rest;
 mod shares;
 pub mod snmp;
 
+pub use on_thread::OnThread;
 pub use rest::{Fault, FaultRates, RestSim, RestSimConfig, SimDeviceInfo};

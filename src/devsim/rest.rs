@@ -751,7 +751,11 @@ impl Supervisor {
             let mut rebind_failed = false;
             if want_up && listener.is_none() {
                 let bound = match reserved.take() {
-                    Some(s) => s.listen(BACKLOG),
+                    // The flag before listening, whichever way the port was
+                    // reserved: accepted sockets inherit it, and without it the
+                    // TIME_WAIT they leave at the next outage would refuse the
+                    // rebind after it for a minute.
+                    Some(s) => s.set_reuseaddr(true).and_then(|()| s.listen(BACKLOG)),
                     None => bind_listener(self.addr),
                 };
                 match bound {
@@ -1486,6 +1490,32 @@ mod tests {
         );
         assert_eq!(get_json(addr, "/ping").await, json!({"ret": true}));
         assert_eq!(sim.in_flight(), 0);
+        sim.shutdown().await;
+    }
+
+    /// Down with no connection open reserves the port with a socket that has no
+    /// SO_REUSEADDR; coming back listens on that socket. Its accepted connections
+    /// must still carry the flag, or the TIME_WAIT they leave at the next outage
+    /// keeps the port from being bound again for a minute (found by the chaos
+    /// test: flipped devices that stayed refused after their fault was cleared).
+    #[tokio::test]
+    async fn comes_back_at_once_after_an_outage_that_followed_an_outage() {
+        let sim = RestSim::start(unique_cfg(1)).await.unwrap();
+        let dev = sim.devices()[0].clone();
+        for round in 0..3 {
+            assert!(sim.set_fault_and_wait(&dev.id, Fault::Down).await);
+            assert!(sim.set_fault_and_wait(&dev.id, Fault::None).await);
+            // A connection open when the device goes down: the device closes it,
+            // leaving a TIME_WAIT socket on its port.
+            let mut open = TcpStream::connect(dev.addr).await.unwrap();
+            send_get(&mut open, "/ping").await.unwrap();
+            read_response(&mut open, &mut Vec::new()).await.unwrap();
+            assert!(sim.set_fault_and_wait(&dev.id, Fault::Down).await);
+            let mut byte = [0u8; 1];
+            let _ = timeout(WAIT, open.read(&mut byte)).await;
+            assert!(sim.set_fault_and_wait(&dev.id, Fault::None).await);
+            assert!(still_serving(&dev).await, "round {round}: not back");
+        }
         sim.shutdown().await;
     }
 

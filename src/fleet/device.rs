@@ -107,6 +107,8 @@ pub struct DeviceActor {
     up: bool,
     last_ok: Option<Instant>,
     last_grains: Instant,
+    /// Counts this actor in `drover_device_actors` until it is freed.
+    _live: telemetry::LiveActor,
 }
 
 impl DeviceActor {
@@ -134,6 +136,7 @@ impl DeviceActor {
             up: false,
             last_ok: None,
             last_grains: Instant::now(),
+            _live: telemetry::LiveActor::new(),
         }
     }
 

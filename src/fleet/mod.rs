@@ -15,6 +15,7 @@ use actix::prelude::*;
 use crate::config::FleetConfig;
 use crate::drivers::{DriverContext, DriverError};
 use crate::inventory::Inventory;
+use crate::telemetry::{RuntimeGuard, RuntimeKind};
 use dispatcher::{DispatchError, DispatcherActor, JobHandle, StopAccepting, SubmitJob};
 use registry::{DeviceState, Registry};
 use supervisor::{ApplyInventory, Diff, StopAll, SupervisorActor};
@@ -40,12 +41,16 @@ pub struct Fleet {
 
 /// The fleet's threads; stopped when the last handle to the fleet is dropped, so a
 /// fleet that is forgotten (a failed test, an aborted start) does not keep
-/// health-checking devices from threads nobody owns.
-struct Arbiters(Vec<Arbiter>);
+/// health-checking devices from threads nobody owns. Their runtimes are counted in
+/// `drover_runtime_tasks` while they live.
+struct Arbiters {
+    arbiters: Vec<Arbiter>,
+    _tasks: Vec<RuntimeGuard>,
+}
 
 impl Arbiters {
     fn stop(&self) {
-        for a in &self.0 {
+        for a in &self.arbiters {
             let _ = a.stop();
         }
     }
@@ -55,6 +60,18 @@ impl Drop for Arbiters {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Registers an arbiter's runtime for the task count; the handle can only be taken
+/// on the arbiter's own thread. `None` if the arbiter is already gone.
+async fn count_tasks(a: &Arbiter, kind: RuntimeKind) -> Option<RuntimeGuard> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    a.spawn(async move {
+        let _ = tx.send(tokio::runtime::Handle::current());
+    });
+    rx.await
+        .ok()
+        .map(|h| crate::telemetry::register_runtime(kind, h))
 }
 
 impl Fleet {
@@ -89,13 +106,21 @@ impl Fleet {
         let dispatcher = DispatcherActor::start_in_arbiter(&control.handle(), move |_| {
             DispatcherActor::new(disp_registry, disp_cfg)
         });
+        let mut guards = Vec::with_capacity(n + 1);
+        for a in &device_arbiters {
+            guards.extend(count_tasks(a, RuntimeKind::Device).await);
+        }
+        guards.extend(count_tasks(&control, RuntimeKind::Control).await);
         let mut arbiters = device_arbiters;
         arbiters.push(control);
         let fleet = Fleet {
             registry,
             supervisor,
             dispatcher,
-            arbiters: Arc::new(Arbiters(arbiters)),
+            arbiters: Arc::new(Arbiters {
+                arbiters,
+                _tasks: guards,
+            }),
         };
         fleet.apply(inventory).await?;
         Ok(fleet)

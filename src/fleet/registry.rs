@@ -66,7 +66,12 @@ pub struct DeviceEntry {
     pub address: Option<IpAddr>,
     pub actor: Option<Addr<DeviceActor>>,
     pub generation: u64,
+    /// Restarts the supervisor made after the device went down.
     pub restarts: u64,
+    /// Times the device went `down` (a failure or a panic, not a reload or shutdown).
+    /// Every one is followed by a restart, so `restarts` equals this while the device
+    /// is up and trails it by one while a restart is pending.
+    pub downs: u64,
     pub last_error: Option<String>,
     pub since: SystemTime,
     /// Operations admitted for this device and not finished (bounded by the
@@ -107,7 +112,7 @@ impl Registry {
         self.devices.is_empty()
     }
 
-    /// Inserts or replaces a device (as `Starting`), keeping its restart count.
+    /// Inserts or replaces a device (as `Starting`), keeping its restart and down counts.
     pub fn upsert(&self, spec: Arc<DeviceSpec>, generation: u64, actor: Option<Addr<DeviceActor>>) {
         let id: Arc<str> = Arc::from(spec.id.as_str());
         let driver = spec.proxytype();
@@ -122,6 +127,7 @@ impl Registry {
                 actor,
                 generation,
                 restarts: 0,
+                downs: 0,
                 last_error: None,
                 since: SystemTime::now(),
                 queued: Arc::new(AtomicUsize::new(0)),
@@ -130,6 +136,7 @@ impl Registry {
         if let Some(old) = old {
             if let Some(mut e) = self.devices.get_mut(&id) {
                 e.restarts = old.restarts;
+                e.downs = old.downs;
             }
             self.count(old.spec.proxytype(), old.state, -1);
         }
@@ -162,6 +169,9 @@ impl Registry {
             }
             driver = e.spec.proxytype();
             let old = e.state;
+            if state == DeviceState::Down && old != DeviceState::Down {
+                e.downs += 1;
+            }
             e.state = state;
             e.since = SystemTime::now();
             if error.is_some() || state == DeviceState::Up {
@@ -393,5 +403,23 @@ mod tests {
             );
             assert_eq!(a.count_in(DeviceState::Up), 2);
         });
+    }
+
+    #[test]
+    fn downs_are_counted_and_survive_a_restart() {
+        let r = Registry::new();
+        r.upsert(dummy("d"), 1, None);
+        r.set_state("d", 1, DeviceState::Up, None);
+        r.set_state("d", 1, DeviceState::Down, Some("refused".into()));
+        r.set_state("d", 1, DeviceState::Backoff, Some("refused".into()));
+        r.add_restart("d");
+        r.upsert(dummy("d"), 2, None);
+        // A stale actor of the old generation cannot count another.
+        r.set_state("d", 1, DeviceState::Down, Some("late".into()));
+        let e = r.get("d").unwrap();
+        assert_eq!(
+            (e.downs, e.restarts, e.state),
+            (1, 1, DeviceState::Starting)
+        );
     }
 }

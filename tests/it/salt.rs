@@ -32,7 +32,8 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
             id_prefix: "sw-".into(),
             ..SnmpSimConfig::default()
         })
-    });
+    })
+    .expect("snmp simulator starts");
     let sw: Vec<String> = snmp.sim.devices().iter().map(|d| d.id.clone()).collect();
     let inventory = Inventory::parse(
         &(sim.sim.inventory_toml() + &snmp.sim.inventory_toml("2c")),

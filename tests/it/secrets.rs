@@ -34,7 +34,7 @@ impl Drop for Daemon {
 }
 
 fn snmp_sim(cfg: SnmpSimConfig) -> OnThread<SnmpSim> {
-    OnThread::start(move || SnmpSim::start(cfg))
+    OnThread::start(move || SnmpSim::start(cfg)).expect("snmp simulator starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

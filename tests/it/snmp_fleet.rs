@@ -15,7 +15,7 @@ use drover::inventory::Inventory;
 use crate::support::*;
 
 fn snmp_sim(cfg: SnmpSimConfig) -> OnThread<SnmpSim> {
-    OnThread::start(move || SnmpSim::start(cfg))
+    OnThread::start(move || SnmpSim::start(cfg)).expect("snmp simulator starts")
 }
 
 #[actix_rt::test]

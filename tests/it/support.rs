@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use drover::config::{BackoffConfig, FleetConfig};
@@ -12,68 +11,28 @@ use drover::fleet::Fleet;
 use drover::inventory::Inventory;
 use drover::job::{JobRequest, Return, Tgt};
 
-/// A simulator running on a thread and runtime of its own, as real devices would be
-/// separate machines; stopped when dropped.
-pub struct OnThread<S: Send + Sync + 'static> {
-    pub sim: Arc<S>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl<S: Send + Sync + 'static> OnThread<S> {
-    pub fn start<F, Fut>(start: F) -> OnThread<S>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = std::io::Result<S>>,
-    {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("sim runtime");
-            rt.block_on(async move {
-                let sim = Arc::new(start().await.expect("sim start"));
-                tx.send(sim.clone()).expect("send sim");
-                let _ = stop_rx.await;
-                drop(sim);
-            });
-        });
-        let sim = rx.recv().expect("sim started");
-        OnThread {
-            sim,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl<S: Send + Sync + 'static> Drop for OnThread<S> {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+pub use drover::devsim::OnThread;
 
 /// The REST simulator on its own thread.
 pub type SimThread = OnThread<RestSim>;
 
-impl OnThread<RestSim> {
-    pub fn rest(cfg: RestSimConfig) -> SimThread {
-        OnThread::start(move || RestSim::start(cfg))
+/// What the tests need of a REST simulator on its own thread.
+pub trait RestThread {
+    fn rest(cfg: RestSimConfig) -> Self;
+    fn inventory(&self) -> Inventory;
+    fn ids(&self) -> Vec<String>;
+}
+
+impl RestThread for SimThread {
+    fn rest(cfg: RestSimConfig) -> SimThread {
+        OnThread::start(move || RestSim::start(cfg)).expect("simulator starts")
     }
 
-    pub fn inventory(&self) -> Inventory {
+    fn inventory(&self) -> Inventory {
         Inventory::parse(&self.sim.inventory_toml(), Path::new("<devsim>")).expect("inventory")
     }
 
-    pub fn ids(&self) -> Vec<String> {
+    fn ids(&self) -> Vec<String> {
         self.sim.devices().iter().map(|d| d.id.clone()).collect()
     }
 }

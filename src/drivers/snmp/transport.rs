@@ -48,6 +48,8 @@ struct Inner {
     rr: AtomicUsize,
     /// Dropping this sender ends the receive thread's runtime.
     _shutdown: oneshot::Sender<()>,
+    /// Counts the receive runtime's tasks in `drover_runtime_tasks` while it lives.
+    _tasks: crate::telemetry::RuntimeGuard,
 }
 
 /// Removes a pending entry when the request finishes or its future is
@@ -94,6 +96,10 @@ impl SnmpTransport {
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let socks: Vec<Arc<UdpSocket>> = v4.iter().chain(v6.iter()).cloned().collect();
         let p = pending.clone();
+        let tasks = crate::telemetry::register_runtime(
+            crate::telemetry::RuntimeKind::Snmp,
+            rt.handle().clone(),
+        );
         std::thread::Builder::new()
             .name("drover-snmp-rx".into())
             .spawn(move || {
@@ -112,6 +118,7 @@ impl SnmpTransport {
                 next_id: AtomicU32::new(rand::random::<u32>()),
                 rr: AtomicUsize::new(0),
                 _shutdown: shutdown_tx,
+                _tasks: tasks,
             }),
         })
     }
