@@ -27,19 +27,21 @@ async fn cli(args: Vec<String>) -> (i32, String, String) {
     .unwrap()
 }
 
+/// Writes the test's bearer token to `dir/name` with `mode`.
+fn token_with_mode(dir: &std::path::Path, name: &str, mode: u32) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, "s3cret-token\n").unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    path
+}
+
 #[actix_rt::test]
 async fn http_api_and_cli() {
     logs();
     let sim = sim(12);
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "s3cret-token\n").unwrap();
     // A token file others can read is refused (see secrets.rs).
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    let token_file = token_with_mode(dir.path(), "token", 0o600);
     let mut cfg = Config {
         fleet: fast_fleet(),
         ..Config::default()
@@ -196,13 +198,7 @@ async fn http_api_and_cli() {
     assert!(v.as_object().unwrap().values().all(|x| *x == json!(true)));
 
     // The CLI, like the daemon, refuses a token file that others can read.
-    let open_token = dir.path().join("token-open");
-    std::fs::write(&open_token, "s3cret-token\n").unwrap();
-    std::fs::set_permissions(
-        &open_token,
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .unwrap();
+    let open_token = token_with_mode(dir.path(), "token-open", 0o644);
     let (code, _, err) = cli(vec![
         "cmd".into(),
         "--url".into(),

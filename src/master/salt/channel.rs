@@ -105,13 +105,27 @@ impl ReqChannel {
         )
     }
 
-    /// Sends `body` and waits (bounded) for the reply matched by `nonce`.
+    /// Sends `body` and waits (bounded by the channel's timeout) for the reply
+    /// matched by `nonce`.
     pub async fn request(
         &self,
         body: Vec<u8>,
         nonce: &str,
         expect: Expect,
         kind: &'static str,
+    ) -> Result<Reply, SaltError> {
+        self.request_within(body, nonce, expect, kind, self.timeout)
+            .await
+    }
+
+    /// [`Self::request`] with its own bound (authentication retries sooner).
+    pub async fn request_within(
+        &self,
+        body: Vec<u8>,
+        nonce: &str,
+        expect: Expect,
+        kind: &'static str,
+        timeout: Duration,
     ) -> Result<Reply, SaltError> {
         let idx = self.next.fetch_add(1, Ordering::Relaxed) % self.sockets.len();
         let sock = &self.sockets[idx];
@@ -129,7 +143,7 @@ impl ReqChannel {
             lock(&sock.pending).remove(nonce);
             return Err(SaltError::Closed);
         }
-        match tokio::time::timeout(self.timeout, rx).await {
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(SaltError::Closed),
             Err(_) => {

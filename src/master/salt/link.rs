@@ -325,9 +325,37 @@ fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     d.mul_f64(jitter)
 }
 
+/// How long one `_auth` request may wait for the master. Shorter than the general
+/// request timeout (60 s by default), as Salt's own minion does (`auth_timeout`): an
+/// auth reply the master never sends should cost a retry, not a minute.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many times in a row authentication has ended the same way. Backoff grows
+/// with this streak, not with all attempts: an id that waited pending for minutes
+/// (retrying every `auth_retry`) and then meets one timeout must retry after a
+/// second, not after the 60 s cap, or an operator's `salt-key -a` seems ignored.
+#[derive(Default)]
+struct Streak {
+    last: &'static str,
+    count: u32,
+}
+
+impl Streak {
+    /// Records an outcome; returns how many of the same came right before it.
+    fn next(&mut self, outcome: &'static str) -> u32 {
+        if self.last == outcome {
+            self.count = self.count.saturating_add(1);
+        } else {
+            self.last = outcome;
+            self.count = 0;
+        }
+        self.count
+    }
+}
+
 /// Authenticates one id until accepted (or removed / shut down).
 async fn auth_loop(shared: Arc<Shared>, id: String, incarnation: u64) {
-    let mut attempt = 0u32;
+    let mut streak = Streak::default();
     let mut stop = shared.stop.clone();
     loop {
         if *stop.borrow() {
@@ -353,6 +381,7 @@ async fn auth_loop(shared: Arc<Shared>, id: String, incarnation: u64) {
             Err(_) => "error",
         };
         metrics::counter!(telemetry::MASTER_AUTH, "outcome" => outcome).increment(1);
+        let attempt = streak.next(outcome);
         let wait = match result {
             Ok(AuthOutcome::Accepted { .. }) => {
                 if let Some(e) = lock(&shared.ids).get_mut(&id) {
@@ -381,7 +410,6 @@ async fn auth_loop(shared: Arc<Shared>, id: String, incarnation: u64) {
                 backoff(attempt, Duration::from_secs(1), Duration::from_secs(60))
             }
         };
-        attempt = attempt.saturating_add(1);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
@@ -413,7 +441,13 @@ async fn authenticate(shared: &Arc<Shared>, id: &str) -> Result<AuthOutcome, Sal
     let nonce = req.nonce.clone();
     let reply = shared
         .chan
-        .request(body, &nonce, Expect::Clear, "auth")
+        .request_within(
+            body,
+            &nonce,
+            Expect::Clear,
+            "auth",
+            shared.cfg.request_timeout.min(AUTH_TIMEOUT),
+        )
         .await?;
     let env = match reply {
         Reply::Clear(env) => env,
@@ -960,4 +994,25 @@ async fn send_return(
     metrics::counter!("drover_master_messages_total", "direction" => "out", "kind" => "return_dropped")
         .increment(1);
     tracing::error!(id = %r.id, jid = %r.jid, "Return dropped after retries.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_follows_the_streak_of_one_outcome() {
+        let mut s = Streak::default();
+        for i in 0..20 {
+            assert_eq!(s.next("pending"), i);
+        }
+        assert_eq!(s.count, 19);
+        // The first error after a long pending wait starts from the bottom.
+        assert_eq!(s.next("error"), 0);
+        let first = backoff(0, Duration::from_secs(1), Duration::from_secs(60));
+        assert!(first <= Duration::from_millis(1200), "{first:?}");
+        assert_eq!(s.next("error"), 1);
+        assert_eq!(s.next("error"), 2);
+        assert_eq!(s.next("pending"), 0);
+    }
 }
