@@ -278,16 +278,7 @@ pub fn target_parse(data: &[u8]) {
     let Ok(expr) = std::str::from_utf8(rest) else {
         return;
     };
-    let kinds = [
-        TargetType::Glob,
-        TargetType::Pcre,
-        TargetType::List,
-        TargetType::Grain,
-        TargetType::GrainPcre,
-        TargetType::Ipcidr,
-        TargetType::Compound,
-    ];
-    let kind = kinds[usize::from(selector) % kinds.len()];
+    let kind = TargetType::ALL[usize::from(selector) % TargetType::ALL.len()];
     let _ = expr.parse::<TargetType>();
     let target = match Target::parse(expr, kind) {
         Ok(t) => t,

@@ -51,6 +51,17 @@ pub enum TargetType {
 }
 
 impl TargetType {
+    /// Every target type, for code that must cover them all (tests, fuzzing).
+    pub const ALL: [TargetType; 7] = [
+        TargetType::Glob,
+        TargetType::Pcre,
+        TargetType::List,
+        TargetType::Grain,
+        TargetType::GrainPcre,
+        TargetType::Ipcidr,
+        TargetType::Compound,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             TargetType::Glob => "glob",
@@ -1634,15 +1645,7 @@ mod tests {
 
     #[test]
     fn target_type_names() {
-        for kind in [
-            TargetType::Glob,
-            TargetType::Pcre,
-            TargetType::List,
-            TargetType::Grain,
-            TargetType::GrainPcre,
-            TargetType::Ipcidr,
-            TargetType::Compound,
-        ] {
+        for kind in TargetType::ALL {
             assert_eq!(kind.name().parse::<TargetType>().unwrap(), kind);
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.name()));
