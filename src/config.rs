@@ -64,7 +64,7 @@ pub struct Config {
     pub inventory: Vec<PathBuf>,
     /// Serve only this shard of the inventory (`"I/N"`); `--shard` overrides it.
     #[serde(default)]
-    pub shard: Option<crate::inventory::Shard>,
+    pub shard: Option<crate::shard::Shard>,
     #[serde(default)]
     pub fleet: FleetConfig,
     #[serde(default)]
@@ -270,14 +270,6 @@ impl Config {
             Ok(cfg)
         } else {
             Err(ConfigError::Invalid(problems))
-        }
-    }
-
-    /// The inventory this config names, with its shard, for loading and reloading.
-    pub fn inventory_source(&self) -> crate::inventory::InventorySource {
-        crate::inventory::InventorySource {
-            paths: self.inventory_paths(),
-            shard: self.shard,
         }
     }
 

@@ -16,4 +16,5 @@ pub mod master;
 pub mod pillar;
 pub mod run;
 pub mod secrets;
+pub mod shard;
 pub mod telemetry;

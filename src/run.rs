@@ -220,7 +220,7 @@ async fn recv_hangup(h: &mut Hangup) -> Option<()> {
 
 /// Loads the config's inventory (its shard only), runs until `shutdown`.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    let source = cfg.inventory_source();
+    let source = InventorySource::from_config(&cfg);
     let inventory = source.load()?;
     let daemon = Daemon::start(&cfg, inventory, Some(source)).await?;
     daemon.run_until(shutdown).await;

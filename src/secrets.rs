@@ -1,11 +1,33 @@
 //! Files that hold secrets (private keys, bearer tokens): reading them only when no
 //! other user can read them, and creating them atomically with mode 0600 from the
-//! first byte, so a key is never briefly readable under the process's umask.
+//! first byte, so a key is never briefly readable under the process's umask; and
+//! [`Secret`], a string that redacts itself from `Debug`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use rand::RngExt as _;
+
+/// A string that must never reach logs, metrics or the API: communities, passwords.
+#[derive(Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 /// Largest secret file read: keys and tokens are a few KiB; a bigger file is a
 /// mistake (a wrong path), not a secret.

@@ -489,11 +489,12 @@ mod tests {
 
     #[test]
     fn restarts_must_follow_downs_device_by_device() {
-        use crate::inventory::{DeviceSpec, DriverConfig, DummyBehaviour};
+        use crate::drivers::{dummy::DummyConfig, DriverConfig};
+        use crate::inventory::DeviceSpec;
         let spec = |id: &str| {
             Arc::new(DeviceSpec {
                 id: id.into(),
-                driver: DriverConfig::Dummy(DummyBehaviour::Ok),
+                driver: DriverConfig::Dummy(DummyConfig::default()),
                 grains: Default::default(),
                 timeout: None,
             })

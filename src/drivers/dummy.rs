@@ -6,10 +6,37 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::DriverError;
-use crate::inventory::DummyBehaviour;
+use super::{DeviceDriver, DriverContext, DriverError, DriverSettings, FieldError, Services};
+
+/// A dummy device's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DummyConfig {
+    #[serde(default)]
+    pub behaviour: DummyBehaviour,
+}
+
+impl DriverSettings for DummyConfig {
+    fn check(&mut self, _base: &std::path::Path) -> Result<(), FieldError> {
+        Ok(())
+    }
+}
+
+/// What a dummy device does on every call after start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DummyBehaviour {
+    #[default]
+    Ok,
+    Fail,
+    Hang,
+    Panic,
+}
 
 #[derive(Clone)]
 pub struct DummyDriver {
@@ -41,7 +68,10 @@ impl DummyDriver {
     async fn misbehave(&self) -> Result<(), DriverError> {
         match self.behaviour {
             DummyBehaviour::Ok => Ok(()),
-            DummyBehaviour::Fail => Err(DriverError::Connect("dummy device set to fail".into())),
+            DummyBehaviour::Fail => Err(DriverError::Connect(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "dummy device set to fail",
+            ))),
             DummyBehaviour::Hang => std::future::pending().await,
             DummyBehaviour::Panic => panic!("dummy device set to panic"),
         }
@@ -57,7 +87,7 @@ impl DummyDriver {
         let mut s = self
             .services
             .lock()
-            .map_err(|_| DriverError::Setup("dummy state poisoned".into()))?;
+            .map_err(|_| DriverError::Setup("dummy state poisoned"))?;
         let Some(name) = name else {
             return Ok(json!(*s));
         };
@@ -75,5 +105,43 @@ impl DummyDriver {
             ("restart", true) => json!({"comment": "restarted", "ret": true}),
             (_, true) => json!({"comment": s.get(name).cloned().unwrap_or_default(), "ret": true}),
         })
+    }
+}
+
+impl DeviceDriver for DummyDriver {
+    type Settings = DummyConfig;
+
+    fn build(
+        settings: &DummyConfig,
+        _timeout: std::time::Duration,
+        _ctx: &DriverContext,
+    ) -> Result<DummyDriver, DriverError> {
+        Ok(DummyDriver::new(settings.behaviour))
+    }
+
+    async fn ping(&self) -> Result<bool, DriverError> {
+        DummyDriver::ping(self).await
+    }
+
+    async fn grains(&self) -> Result<Map<String, Value>, DriverError> {
+        Ok(self.info())
+    }
+
+    fn services(&self) -> Option<&dyn Services> {
+        Some(self)
+    }
+}
+
+impl Services for DummyDriver {
+    fn service_list(&self) -> BoxFuture<'_, Result<Value, DriverError>> {
+        self.service("list", None).boxed()
+    }
+
+    fn service_action<'a>(
+        &'a self,
+        action: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Value, DriverError>> {
+        self.service(action, Some(name)).boxed()
     }
 }

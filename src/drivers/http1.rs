@@ -119,8 +119,8 @@ impl Http1Endpoint {
                 self.put_idle(keep);
                 Ok(reply)
             }
-            Err(Failure::Stale) => Err(DriverError::Connect(
-                "connection closed by the device before it answered".into(),
+            Err(Failure::Stale) => Err(DriverError::Closed(
+                "connection closed by the device before it answered",
             )),
             Err(Failure::Error(e)) => Err(e),
         }
@@ -181,11 +181,9 @@ impl Http1Endpoint {
             Target::Addr(a) => TcpStream::connect(a).await,
             Target::Name(n, p) => TcpStream::connect((n.as_str(), *p)).await,
         }
-        .map_err(|e| DriverError::Connect(e.to_string()))?;
+        .map_err(DriverError::Connect)?;
         // Requests are one small write; waiting for Nagle only adds latency.
-        stream
-            .set_nodelay(true)
-            .map_err(|e| DriverError::Connect(e.to_string()))?;
+        stream.set_nodelay(true).map_err(DriverError::Connect)?;
         Ok(stream)
     }
 }
@@ -224,7 +222,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(_) => {}
             // Reset before any reply byte on a reused connection is the same stale case.
             Err(e) if buf.is_empty() && is_reset(&e) => return Err(Failure::Stale),
-            Err(e) => return Err(DriverError::Connect(e.to_string()).into()),
+            Err(e) => return Err(DriverError::Connect(e).into()),
         }
     };
     buf.drain(..head.len);
@@ -304,7 +302,7 @@ fn is_reset(e: &std::io::Error) -> bool {
 }
 
 fn io_err(e: std::io::Error) -> Failure {
-    Failure::Error(DriverError::Connect(e.to_string()))
+    Failure::Error(DriverError::Connect(e))
 }
 
 /// Fuzz entry: one reply read from `stream` as a device would send it. Returns the
@@ -315,7 +313,7 @@ pub async fn exchange_for_fuzzing<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(Reply, bool), DriverError> {
     match exchange(stream, b"GET / HTTP/1.1\r\nHost: fuzz\r\n\r\n").await {
         Ok((reply, keep)) => Ok((reply, keep.is_some())),
-        Err(Failure::Stale) => Err(DriverError::Connect("closed before any answer".into())),
+        Err(Failure::Stale) => Err(DriverError::Closed("closed before any answer")),
         Err(Failure::Error(e)) => Err(e),
     }
 }
@@ -684,7 +682,7 @@ mod tests {
         let (url, _) = scripted(vec![]).await;
         let ep = Http1Endpoint::new(&url).unwrap();
         let err = ep.get("/").await.unwrap_err();
-        assert!(matches!(err, DriverError::Connect(_)), "{err}");
+        assert_eq!(err.kind(), "connect", "{err}");
     }
 
     #[test]

@@ -1,266 +1,350 @@
-//! Device drivers: the closed set of protocols Drover speaks to devices, as one enum
-//! that delegates with `match` (mini-redis's `Command`), its error type, and the
-//! shared resources drivers are built from ([`DriverContext`]).
+//! Device drivers: the closed set of protocols Drover speaks to devices. Each driver
+//! is one module that owns its inventory settings, their validation, its session and
+//! what it can do; the [`drivers!`] list below is the one place that names them all,
+//! and it generates the two enums ([`DriverConfig`], [`Driver`]) that delegate to
+//! them with `match` (mini-redis's `Command`).
+//!
+//! Adding a driver: a module implementing [`DeviceDriver`] (and [`DriverSettings`]
+//! for its config type), one line in the `drivers!` list, and rows in the function
+//! table for the functions it brings. See ARCHITECTURE.md, "Adding a driver".
 
+pub mod capability;
+mod context;
 pub mod dummy;
+mod error;
 pub mod http1;
 pub mod ovsdb;
 pub mod rest;
 pub mod snmp;
 
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::inventory::{DeviceSpec, DriverConfig};
+pub use capability::{Capability, Packages, Services};
+pub use context::DriverContext;
+pub use error::DriverError;
 
 /// Largest body accepted from a device; more is an error, not an allocation.
 pub const MAX_DEVICE_BODY: usize = 4 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error)]
-pub enum DriverError {
-    #[error("connection failed: {0}")]
-    Connect(String),
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
-    #[error("device answered HTTP {0}")]
-    Status(u16),
-    #[error("device sent a malformed reply: {0}")]
-    Decode(String),
-    #[error("device reply over the {MAX_DEVICE_BODY}-byte limit")]
-    TooLarge,
-    #[error("{0} is not supported by this device")]
-    Unsupported(&'static str),
-    #[error("driver set-up failed: {0}")]
-    Setup(String),
-    #[error("{0}")]
-    Snmp(#[from] snmp::SnmpError),
-    #[error("{0}")]
-    Ovsdb(#[from] ovsdb::OvsdbError),
+/// A device's settings that serde cannot check alone: which key is wrong and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The inventory key, as the user wrote it (`auth_password`).
+    pub field: &'static str,
+    pub message: String,
 }
 
-impl DriverError {
-    /// Bounded label for `drover_device_op_errors_total{error_kind}`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            DriverError::Connect(_) => "connect",
-            DriverError::Timeout(_) => "timeout",
-            DriverError::Status(_) => "http_status",
-            DriverError::Decode(_) => "decode",
-            DriverError::TooLarge => "too_large",
-            DriverError::Unsupported(_) => "unsupported",
-            DriverError::Setup(_) => "setup",
-            DriverError::Snmp(e) => e.kind(),
-            DriverError::Ovsdb(e) => e.kind(),
-        }
-    }
-
-    /// Whether this error says the device is unhealthy (counts towards `down`), as
-    /// opposed to a request the device cannot serve.
-    pub fn is_device_failure(&self) -> bool {
-        match self {
-            DriverError::Status(code) => *code >= 500,
-            DriverError::Unsupported(_) => false,
-            DriverError::Snmp(e) => e.is_device_failure(),
-            DriverError::Ovsdb(e) => e.is_device_failure(),
-            _ => true,
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field,
+            message: message.into(),
         }
     }
 }
 
-/// What a device can do beyond ping and grains; gates function availability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Capability {
-    Service,
-    Pkg,
-    Snmp,
-    Ovs,
-}
+/// A driver's inventory settings: the keys of one device table other than `id`,
+/// `proxytype`, `timeout` and `grains`, deserialised with `deny_unknown_fields` so a
+/// key meant for another driver is refused by name.
+pub trait DriverSettings: DeserializeOwned + std::fmt::Debug + Clone + PartialEq {
+    /// Rules across keys, and paths relative to the inventory file's folder `base`.
+    fn check(&mut self, base: &Path) -> Result<(), FieldError>;
 
-/// Shared, cheap-to-clone resources every driver is built from: one pooled HTTP client
-/// for the whole fleet (and one that skips certificate checks, for devices that ask).
-#[derive(Clone)]
-pub struct DriverContext {
-    http: reqwest::Client,
-    http_insecure: reqwest::Client,
-    /// Shared by every SNMP device; opened on first use so REST-only fleets do not
-    /// start its thread.
-    snmp: std::sync::Arc<std::sync::OnceLock<snmp::SnmpTransport>>,
-}
-
-/// UDP sockets shared by all SNMP devices of the fleet.
-const SNMP_SOCKETS: usize = 4;
-
-impl DriverContext {
-    pub fn new() -> Result<DriverContext, DriverError> {
-        Ok(DriverContext {
-            http: rest::client_builder()
-                .build()
-                .map_err(|e| DriverError::Setup(e.to_string()))?,
-            http_insecure: rest::client_builder()
-                .danger_accept_invalid_certs(true)
-                .build()
-                .map_err(|e| DriverError::Setup(e.to_string()))?,
-            snmp: Default::default(),
-        })
-    }
-
-    fn snmp_transport(&self) -> Result<snmp::SnmpTransport, DriverError> {
-        if let Some(t) = self.snmp.get() {
-            return Ok(t.clone());
-        }
-        let t = snmp::SnmpTransport::new(SNMP_SOCKETS)
-            .map_err(|e| DriverError::Setup(format!("SNMP sockets: {e}")))?;
-        // Two devices built at once may both open one; the loser's is dropped.
-        Ok(self.snmp.get_or_init(|| t).clone())
+    /// The device's IP address when its address is an IP literal (for `ipcidr`).
+    fn address(&self) -> Option<IpAddr> {
+        None
     }
 }
 
-/// A connected driver for one device.
-#[derive(Clone)]
-pub enum Driver {
-    Rest(rest::RestDriver),
-    Dummy(dummy::DummyDriver),
-    Snmp(snmp::device::SnmpDevice),
-    Ovs(ovsdb::OvsDevice),
-}
+/// One connected device of one driver: health, grains, and the capabilities it has.
+/// Capability accessors default to "none", so a driver names only what it offers.
+pub trait DeviceDriver: Clone + Send + Sync + Sized + 'static {
+    type Settings: DriverSettings;
 
-impl Driver {
-    pub fn build(
-        spec: &DeviceSpec,
-        default_timeout: Duration,
+    fn build(
+        settings: &Self::Settings,
+        timeout: Duration,
         ctx: &DriverContext,
-    ) -> Result<Driver, DriverError> {
-        let timeout = spec.timeout.unwrap_or(default_timeout);
-        match &spec.driver {
-            DriverConfig::Rest(cfg) => Ok(Driver::Rest(rest::RestDriver::new(cfg, timeout, ctx)?)),
-            DriverConfig::Dummy(b) => Ok(Driver::Dummy(dummy::DummyDriver::new(*b))),
-            DriverConfig::Snmp(cfg) => Ok(Driver::Snmp(snmp::device::SnmpDevice::new(
-                cfg,
-                timeout,
-                ctx.snmp_transport()?,
-            ))),
-            DriverConfig::Ovs(cfg) => Ok(Driver::Ovs(ovsdb::OvsDevice::new(cfg, timeout))),
-        }
-    }
-
-    /// This driver for background traffic (first contact, health checks), which
-    /// should not hold connections open between checks; see [`rest::RestDriver::background`].
-    pub fn background(&self) -> Driver {
-        match self {
-            Driver::Rest(d) => Driver::Rest(d.background()),
-            other => other.clone(),
-        }
-    }
-
-    pub fn proxytype(&self) -> &'static str {
-        match self {
-            Driver::Rest(_) => "rest_sample",
-            Driver::Dummy(_) => "dummy",
-            Driver::Snmp(_) => "snmp",
-            Driver::Ovs(_) => "ovs",
-        }
-    }
-
-    pub fn supports(&self, cap: Capability) -> bool {
-        match self {
-            Driver::Rest(_) => matches!(cap, Capability::Service | Capability::Pkg),
-            Driver::Dummy(_) => cap == Capability::Service,
-            Driver::Snmp(_) => cap == Capability::Snmp,
-            Driver::Ovs(_) => cap == Capability::Ovs,
-        }
-    }
+    ) -> Result<Self, DriverError>;
 
     /// Is the device answering? `Ok(false)` is a device that answered "no".
-    pub async fn ping(&self) -> Result<bool, DriverError> {
-        match self {
-            Driver::Rest(d) => d.ping().await,
-            Driver::Dummy(d) => d.ping().await,
-            Driver::Snmp(d) => Ok(d.ping().await?),
-            Driver::Ovs(d) => Ok(d.ping().await?),
-        }
-    }
+    fn ping(&self) -> impl Future<Output = Result<bool, DriverError>> + Send;
 
     /// Grains the device reports about itself.
-    pub async fn grains(&self) -> Result<Map<String, Value>, DriverError> {
-        match self {
-            Driver::Rest(d) => d.info().await,
-            Driver::Dummy(d) => Ok(d.info()),
-            Driver::Snmp(d) => Ok(d.grains().await?),
-            Driver::Ovs(d) => Ok(d.grains().await?),
-        }
+    fn grains(&self) -> impl Future<Output = Result<Map<String, Value>, DriverError>> + Send;
+
+    /// This driver for background traffic (first contact, health checks), which
+    /// should not hold connections open between checks.
+    fn background(&self) -> Self {
+        self.clone()
     }
 
-    pub async fn service_list(&self) -> Result<Value, DriverError> {
-        match self {
-            Driver::Rest(d) => d.get(&["service", "list"]).await,
-            Driver::Dummy(d) => d.service("list", None).await,
-            Driver::Snmp(_) | Driver::Ovs(_) => Err(DriverError::Unsupported("service")),
-        }
+    fn services(&self) -> Option<&dyn Services> {
+        None
     }
 
-    /// `action` is one of start, stop, restart, status.
-    pub async fn service_action(&self, action: &str, name: &str) -> Result<Value, DriverError> {
-        match self {
-            Driver::Rest(d) => d.get(&["service", action, name]).await,
-            Driver::Dummy(d) => d.service(action, Some(name)).await,
-            Driver::Snmp(_) | Driver::Ovs(_) => Err(DriverError::Unsupported("service")),
-        }
+    fn packages(&self) -> Option<&dyn Packages> {
+        None
     }
 
-    pub async fn package_list(&self) -> Result<Value, DriverError> {
-        match self {
-            Driver::Rest(d) => d.get(&["package", "list"]).await,
-            Driver::Dummy(_) | Driver::Snmp(_) | Driver::Ovs(_) => {
-                Err(DriverError::Unsupported("pkg"))
+    fn snmp(&self) -> Option<&snmp::device::SnmpDevice> {
+        None
+    }
+
+    fn ovs(&self) -> Option<&ovsdb::OvsDevice> {
+        None
+    }
+}
+
+/// The one list of drivers: variant, proxytype name (then aliases), driver type.
+macro_rules! drivers {
+    ($( $(#[$doc:meta])* $variant:ident: $name:literal $(| $alias:literal)* => $driver:ty ),+ $(,)?) => {
+        /// One device's driver settings, checked by the driver that owns them.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum DriverConfig {
+            $( $(#[$doc])* $variant(<$driver as DeviceDriver>::Settings), )+
+        }
+
+        /// A connected driver for one device.
+        #[derive(Clone)]
+        pub enum Driver {
+            $( $(#[$doc])* $variant($driver), )+
+        }
+
+        /// Every proxytype Drover knows, by its canonical name.
+        pub const PROXYTYPES: &[&str] = &[$( $name ),+];
+
+        impl DriverConfig {
+            /// The settings of a device declared with `proxytype`, from the rest of
+            /// its table. Unknown keys, wrong types and failed checks name the key.
+            pub fn from_table(
+                proxytype: &str,
+                table: Map<String, Value>,
+                base: &Path,
+            ) -> Result<DriverConfig, SettingsError> {
+                match proxytype {
+                    $( $name $(| $alias)* => Ok(DriverConfig::$variant(settings(table, base)?)), )+
+                    other => Err(SettingsError::UnknownProxytype(other.to_owned())),
+                }
+            }
+
+            /// The `proxytype` grain and the `driver` metric label.
+            pub fn proxytype(&self) -> &'static str {
+                match self { $( DriverConfig::$variant(_) => $name, )+ }
+            }
+
+            /// The device's IP address when it is an IP literal (for `ipcidr`).
+            pub fn address(&self) -> Option<IpAddr> {
+                match self { $( DriverConfig::$variant(s) => s.address(), )+ }
+            }
+
+            pub fn build(&self, timeout: Duration, ctx: &DriverContext) -> Result<Driver, DriverError> {
+                match self {
+                    $( DriverConfig::$variant(s) =>
+                        Ok(Driver::$variant(<$driver as DeviceDriver>::build(s, timeout, ctx)?)), )+
+                }
             }
         }
-    }
 
-    pub async fn package_install(&self, name: &str, version: &str) -> Result<Value, DriverError> {
-        match self {
-            Driver::Rest(d) => d.get(&["package", "install", name, version]).await,
-            Driver::Dummy(_) | Driver::Snmp(_) | Driver::Ovs(_) => {
-                Err(DriverError::Unsupported("pkg"))
+        impl Driver {
+            pub fn proxytype(&self) -> &'static str {
+                match self { $( Driver::$variant(_) => $name, )+ }
+            }
+
+            /// This driver for background traffic (first contact, health checks).
+            pub fn background(&self) -> Driver {
+                match self { $( Driver::$variant(d) => Driver::$variant(DeviceDriver::background(d)), )+ }
+            }
+
+            /// Is the device answering? `Ok(false)` is a device that answered "no".
+            pub async fn ping(&self) -> Result<bool, DriverError> {
+                match self { $( Driver::$variant(d) => DeviceDriver::ping(d).await, )+ }
+            }
+
+            /// Grains the device reports about itself.
+            pub async fn grains(&self) -> Result<Map<String, Value>, DriverError> {
+                match self { $( Driver::$variant(d) => DeviceDriver::grains(d).await, )+ }
+            }
+
+            fn capability_services(&self) -> Option<&dyn Services> {
+                match self { $( Driver::$variant(d) => DeviceDriver::services(d), )+ }
+            }
+
+            fn capability_packages(&self) -> Option<&dyn Packages> {
+                match self { $( Driver::$variant(d) => DeviceDriver::packages(d), )+ }
+            }
+
+            fn capability_snmp(&self) -> Option<&snmp::device::SnmpDevice> {
+                match self { $( Driver::$variant(d) => DeviceDriver::snmp(d), )+ }
+            }
+
+            fn capability_ovs(&self) -> Option<&ovsdb::OvsDevice> {
+                match self { $( Driver::$variant(d) => DeviceDriver::ovs(d), )+ }
             }
         }
-    }
+    };
+}
 
-    pub async fn package_remove(&self, name: &str) -> Result<Value, DriverError> {
-        match self {
-            Driver::Rest(d) => d.get(&["package", "remove", name]).await,
-            Driver::Dummy(_) | Driver::Snmp(_) | Driver::Ovs(_) => {
-                Err(DriverError::Unsupported("pkg"))
-            }
-        }
-    }
+drivers! {
+    /// Salt's `rest_sample` REST API.
+    Rest: "rest_sample" | "rest" => rest::RestDriver,
+    /// An SNMP agent (v1, v2c, v3 USM).
+    Snmp: "snmp" => snmp::device::SnmpDevice,
+    /// An Open vSwitch host's ovsdb-server.
+    Ovs: "ovs" => ovsdb::OvsDevice,
+    /// An in-process device for tests and overhead measurements.
+    Dummy: "dummy" => dummy::DummyDriver,
+}
 
-    pub async fn package_status(&self, name: &str) -> Result<Value, DriverError> {
+/// Why a device table does not make driver settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("unknown proxytype {0:?} (known: {known})", known = PROXYTYPES.join(", "))]
+    UnknownProxytype(String),
+    /// serde's message names the key (`unknown field `community``) and `path` where
+    /// the key sits (`user` in a nested table), empty at the top.
+    #[error("{source}")]
+    Invalid {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}", .0.message)]
+    Check(FieldError),
+}
+
+impl SettingsError {
+    /// The key the problem is in, when one can be named.
+    pub fn field(&self) -> Option<String> {
         match self {
-            Driver::Rest(d) => d.get(&["package", "status", name]).await,
-            Driver::Dummy(_) | Driver::Snmp(_) | Driver::Ovs(_) => {
-                Err(DriverError::Unsupported("pkg"))
+            SettingsError::UnknownProxytype(_) => Some("proxytype".into()),
+            SettingsError::Invalid { path, source } => {
+                if !path.is_empty() && path != "." {
+                    return Some(path.clone());
+                }
+                // serde reports an unknown or missing key at the table itself;
+                // its message quotes the key in backticks.
+                let msg = source.to_string();
+                let start = msg.find('`')? + 1;
+                let len = msg[start..].find('`')?;
+                Some(msg[start..start + len].to_owned())
             }
+            SettingsError::Check(e) => Some(e.field.to_owned()),
         }
     }
 }
 
+fn settings<S: DriverSettings>(table: Map<String, Value>, base: &Path) -> Result<S, SettingsError> {
+    let mut s: S = serde_path_to_error::deserialize(Value::Object(table)).map_err(|e| {
+        SettingsError::Invalid {
+            path: e.path().to_string(),
+            source: e.into_inner(),
+        }
+    })?;
+    s.check(base).map_err(SettingsError::Check)?;
+    Ok(s)
+}
+
 impl Driver {
+    /// The device's services, or a clear "not supported by <proxytype>".
+    pub fn services(&self) -> Result<&dyn Services, DriverError> {
+        self.capability_services()
+            .ok_or_else(|| self.unsupported(Capability::Service))
+    }
+
+    pub fn packages(&self) -> Result<&dyn Packages, DriverError> {
+        self.capability_packages()
+            .ok_or_else(|| self.unsupported(Capability::Pkg))
+    }
+
     /// The SNMP side of a device, for the `snmp.*` functions.
     pub fn snmp(&self) -> Result<&snmp::device::SnmpDevice, DriverError> {
-        match self {
-            Driver::Snmp(d) => Ok(d),
-            _ => Err(DriverError::Unsupported("snmp")),
+        self.capability_snmp()
+            .ok_or_else(|| self.unsupported(Capability::Snmp))
+    }
+
+    /// The Open vSwitch side of a device, for the `openvswitch.*` functions.
+    pub fn ovs(&self) -> Result<&ovsdb::OvsDevice, DriverError> {
+        self.capability_ovs()
+            .ok_or_else(|| self.unsupported(Capability::Ovs))
+    }
+
+    /// Whether this device has `cap`: asked of the driver, never listed here.
+    pub fn supports(&self, cap: Capability) -> bool {
+        match cap {
+            Capability::Service => self.capability_services().is_some(),
+            Capability::Pkg => self.capability_packages().is_some(),
+            Capability::Snmp => self.capability_snmp().is_some(),
+            Capability::Ovs => self.capability_ovs().is_some(),
+        }
+    }
+
+    /// `Ok` when this device has `cap`, else the "not supported by" error.
+    pub fn require(&self, cap: Capability) -> Result<(), DriverError> {
+        if self.supports(cap) {
+            Ok(())
+        } else {
+            Err(self.unsupported(cap))
+        }
+    }
+
+    fn unsupported(&self, capability: Capability) -> DriverError {
+        DriverError::Unsupported {
+            capability,
+            proxytype: self.proxytype(),
         }
     }
 }
 
-impl Driver {
-    /// The Open vSwitch side of a device, for the `openvswitch.*` functions.
-    pub fn ovs(&self) -> Result<&ovsdb::OvsDevice, DriverError> {
-        match self {
-            Driver::Ovs(d) => Ok(d),
-            _ => Err(DriverError::Unsupported("openvswitch")),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn table(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
         }
+    }
+
+    #[test]
+    fn every_proxytype_and_alias_builds_its_own_settings() {
+        let rest = DriverConfig::from_table(
+            "rest",
+            table(json!({"url": "http://10.0.0.1/"})),
+            Path::new(""),
+        )
+        .unwrap();
+        assert_eq!(rest.proxytype(), "rest_sample");
+        for name in PROXYTYPES {
+            let e = DriverConfig::from_table(name, table(json!({"colour": 1})), Path::new(""))
+                .unwrap_err();
+            assert_eq!(e.field().as_deref(), Some("colour"), "{name}: {e}");
+        }
+        let e = DriverConfig::from_table("telnet", Map::new(), Path::new("")).unwrap_err();
+        assert!(
+            e.to_string().contains("rest_sample, snmp, ovs, dummy"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_capability_names_the_proxytype() {
+        let cfg = DriverConfig::from_table("dummy", Map::new(), Path::new("")).unwrap();
+        let ctx = DriverContext::new().unwrap();
+        let d = cfg.build(Duration::from_secs(1), &ctx).unwrap();
+        assert!(d.supports(Capability::Service));
+        assert!(!d.supports(Capability::Pkg));
+        let e = d.packages().err().unwrap();
+        assert_eq!(e.to_string(), "pkg is not supported by proxytype dummy");
+        assert!(!e.is_device_failure());
+        assert_eq!(e.kind(), "unsupported");
     }
 }

@@ -4,14 +4,81 @@
 //! kept-alive socket per device); `https://` devices use the fleet's pooled
 //! `reqwest` client.
 
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::http1::Http1Endpoint;
-use super::{DriverContext, DriverError, MAX_DEVICE_BODY};
-use crate::inventory::RestConfig;
+use super::{
+    DeviceDriver, DriverContext, DriverError, DriverSettings, FieldError, Packages, Services,
+    MAX_DEVICE_BODY,
+};
+
+/// A device speaking the REST API of Salt's `rest_sample` proxy.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestConfig {
+    /// Base URL; always ends with `/`.
+    #[serde(deserialize_with = "de_url")]
+    pub url: url::Url,
+    /// Skip TLS certificate verification (self-signed device certificates).
+    #[serde(default)]
+    pub insecure: bool,
+    /// Extra CA certificate (PEM) to trust for this device; relative to the
+    /// inventory file's folder.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl DriverSettings for RestConfig {
+    fn check(&mut self, base: &Path) -> Result<(), FieldError> {
+        if let Some(ca) = &self.ca_file {
+            if ca.is_relative() {
+                self.ca_file = Some(base.join(ca));
+            }
+        }
+        Ok(())
+    }
+
+    fn address(&self) -> Option<IpAddr> {
+        match self.url.host() {
+            Some(url::Host::Ipv4(a)) => Some(IpAddr::V4(a)),
+            Some(url::Host::Ipv6(a)) => Some(IpAddr::V6(a)),
+            _ => None,
+        }
+    }
+}
+
+fn de_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<url::Url, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_url(&raw).map_err(serde::de::Error::custom)
+}
+
+/// A device base URL: http or https, a host, no credentials, ending in `/`.
+pub fn parse_url(raw: &str) -> Result<url::Url, String> {
+    let mut url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{raw:?}: scheme must be http or https"));
+    }
+    if url.host().is_none() {
+        return Err(format!("{raw:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Credentials in a URL end up in logs and error messages.
+        return Err("must not carry credentials; they would leak into logs".into());
+    }
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(url)
+}
 
 /// The fleet-wide client settings: keep-alive pools sized for one connection per
 /// device (each device is its own host:port), TLS verification on.
@@ -44,15 +111,21 @@ impl RestDriver {
     ) -> Result<RestDriver, DriverError> {
         let client = if let Some(ca) = &cfg.ca_file {
             // A private CA is per device, so such a device gets its own client.
-            let pem = std::fs::read(ca)
-                .map_err(|e| DriverError::Setup(format!("ca_file {}: {e}", ca.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| DriverError::Setup(format!("ca_file {}: {e}", ca.display())))?;
+            let pem = std::fs::read(ca).map_err(|source| DriverError::CaFile {
+                path: ca.clone(),
+                source,
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|source| {
+                DriverError::Certificate {
+                    path: ca.clone(),
+                    source,
+                }
+            })?;
             client_builder()
                 .add_root_certificate(cert)
                 .danger_accept_invalid_certs(cfg.insecure)
                 .build()
-                .map_err(|e| DriverError::Setup(e.to_string()))?
+                .map_err(DriverError::HttpClient)?
         } else if cfg.insecure {
             ctx.http_insecure.clone()
         } else {
@@ -102,7 +175,7 @@ impl RestDriver {
         {
             let mut p = url
                 .path_segments_mut()
-                .map_err(|_| DriverError::Setup("device URL cannot have a path".into()))?;
+                .map_err(|_| DriverError::Setup("device URL cannot have a path"))?;
             p.pop_if_empty();
             for s in segments {
                 p.push(s);
@@ -125,7 +198,7 @@ impl RestDriver {
         }
         // Every rest_sample endpoint answers with an object; anything else (a bare
         // number is valid JSON too) is a device speaking garbage.
-        match serde_json::from_slice(&body).map_err(|e| DriverError::Decode(e.to_string()))? {
+        match serde_json::from_slice(&body).map_err(DriverError::Json)? {
             v @ Value::Object(_) => Ok(v),
             other => Err(DriverError::Decode(format!(
                 "expected a JSON object, got {}",
@@ -152,11 +225,10 @@ impl RestDriver {
     fn map_err(&self, e: reqwest::Error) -> DriverError {
         if e.is_timeout() {
             DriverError::Timeout(self.timeout)
-        } else if e.is_body() || e.is_decode() {
-            DriverError::Decode(error_chain(&e))
         } else {
-            // Connection refused, reset, TLS failure: all say the device is not there.
-            DriverError::Connect(error_chain(&e))
+            // Connection refused, reset, TLS failure (all say the device is not
+            // there) or a broken body: the error's kind tells which.
+            DriverError::Http(e)
         }
     }
 }
@@ -179,19 +251,6 @@ async fn read_capped(mut resp: reqwest::Response) -> Result<Option<Vec<u8>>, req
     Ok(Some(body))
 }
 
-/// reqwest's top-level message is generic ("error sending request"); the cause is in
-/// the source chain. URLs never carry credentials (the inventory refuses them).
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
-}
-
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -200,6 +259,74 @@ fn type_name(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+impl DeviceDriver for RestDriver {
+    type Settings = RestConfig;
+
+    fn build(
+        settings: &RestConfig,
+        timeout: Duration,
+        ctx: &DriverContext,
+    ) -> Result<RestDriver, DriverError> {
+        RestDriver::new(settings, timeout, ctx)
+    }
+
+    async fn ping(&self) -> Result<bool, DriverError> {
+        RestDriver::ping(self).await
+    }
+
+    async fn grains(&self) -> Result<Map<String, Value>, DriverError> {
+        self.info().await
+    }
+
+    fn background(&self) -> RestDriver {
+        RestDriver::background(self)
+    }
+
+    fn services(&self) -> Option<&dyn Services> {
+        Some(self)
+    }
+
+    fn packages(&self) -> Option<&dyn Packages> {
+        Some(self)
+    }
+}
+
+impl Services for RestDriver {
+    fn service_list(&self) -> BoxFuture<'_, Result<Value, DriverError>> {
+        self.get(&["service", "list"]).boxed()
+    }
+
+    fn service_action<'a>(
+        &'a self,
+        action: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Value, DriverError>> {
+        async move { self.get(&["service", action, name]).await }.boxed()
+    }
+}
+
+impl Packages for RestDriver {
+    fn package_list(&self) -> BoxFuture<'_, Result<Value, DriverError>> {
+        self.get(&["package", "list"]).boxed()
+    }
+
+    fn package_install<'a>(
+        &'a self,
+        name: &'a str,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<Value, DriverError>> {
+        async move { self.get(&["package", "install", name, version]).await }.boxed()
+    }
+
+    fn package_remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Value, DriverError>> {
+        async move { self.get(&["package", "remove", name]).await }.boxed()
+    }
+
+    fn package_status<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Value, DriverError>> {
+        async move { self.get(&["package", "status", name]).await }.boxed()
     }
 }
 

@@ -352,12 +352,12 @@ pub fn base_grains(spec: &DeviceSpec, reported: Option<&Map<String, Value>>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::{DriverConfig, DummyBehaviour};
+    use crate::drivers::{dummy::DummyConfig, DriverConfig};
 
     fn dummy(id: &str) -> Arc<DeviceSpec> {
         Arc::new(DeviceSpec {
             id: id.into(),
-            driver: DriverConfig::Dummy(DummyBehaviour::Ok),
+            driver: DriverConfig::Dummy(DummyConfig::default()),
             grains: Map::new(),
             timeout: None,
         })

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use super::device::{DeviceActor, DeviceExited, ExitReason, Stop};
 use super::registry::{DeviceState, Registry};
 use crate::config::FleetConfig;
-use crate::drivers::{Driver, DriverContext};
+use crate::drivers::DriverContext;
 use crate::inventory::{DeviceSpec, Inventory};
 use crate::telemetry;
 
@@ -110,7 +110,10 @@ impl SupervisorActor {
         sup.generation = generation;
         let spec = sup.spec.clone();
         self.registry.upsert(spec.clone(), generation, None);
-        let driver = match Driver::build(&spec, self.cfg.device_timeout, &self.drivers) {
+        let driver = match spec.driver.build(
+            spec.timeout.unwrap_or(self.cfg.device_timeout),
+            &self.drivers,
+        ) {
             Ok(d) => d,
             Err(e) => {
                 // A device that cannot even be set up (unreadable CA file) will not

@@ -33,6 +33,13 @@ pub struct Call {
 pub enum FunctionError {
     #[error("'{0}' is not available.")]
     NotAvailable(String),
+    /// A known function this device's driver lacks the capability for.
+    #[error("'{fun}' is not available: {source}.")]
+    NotSupported {
+        fun: String,
+        #[source]
+        source: DriverError,
+    },
     #[error("Passed invalid arguments: {0}")]
     InvalidArgs(String),
     #[error("{0}")]
@@ -44,6 +51,7 @@ impl FunctionError {
     pub fn kind(&self) -> &'static str {
         match self {
             FunctionError::NotAvailable(_) => "not_available",
+            FunctionError::NotSupported { .. } => "unsupported",
             FunctionError::InvalidArgs(_) => "invalid_args",
             FunctionError::Driver(e) => e.kind(),
         }
@@ -113,11 +121,16 @@ pub fn available(driver: &Driver) -> Vec<&'static str> {
 /// Runs the call. Device errors come back as `Err`, never as a panic.
 pub async fn execute(call: Call) -> Result<Value, FunctionError> {
     let fun = call.job.fun.as_str();
-    let known = FUNCTIONS
-        .iter()
-        .any(|(name, cap)| *name == fun && cap.is_none_or(|c| call.driver.supports(c)));
-    if !known {
+    let Some((_, need)) = FUNCTIONS.iter().find(|(name, _)| *name == fun) else {
         return Err(FunctionError::NotAvailable(fun.to_owned()));
+    };
+    if let Some(cap) = need {
+        if let Err(source) = call.driver.require(*cap) {
+            return Err(FunctionError::NotSupported {
+                fun: fun.to_owned(),
+                source,
+            });
+        }
     }
     let (module, name) = fun.split_once('.').unwrap_or((fun, ""));
     match module {

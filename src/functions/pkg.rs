@@ -11,18 +11,19 @@ const DEFAULT_VERSION: &str = "1.0";
 
 pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError> {
     let args = ArgReader::new(call);
+    let pkgs = call.driver.packages()?;
     match name {
-        "list_pkgs" => Ok(call.driver.package_list().await?),
+        "list_pkgs" => Ok(pkgs.package_list().await?),
         "install" => {
             let pkg = args.string(0, "name")?;
             let version = args
                 .opt_string(usize::MAX, "version")?
                 .unwrap_or_else(|| DEFAULT_VERSION.into());
-            Ok(call.driver.package_install(&pkg, &version).await?)
+            Ok(pkgs.package_install(&pkg, &version).await?)
         }
         "remove" => {
             let pkg = args.string(0, "name")?;
-            Ok(call.driver.package_remove(&pkg).await?)
+            Ok(pkgs.package_remove(&pkg).await?)
         }
         "version" => {
             let names: Vec<String> = call.job.args.arg.iter().filter_map(as_text).collect();
@@ -33,7 +34,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
             }
             let mut out = Map::new();
             for n in &names {
-                let resp = call.driver.package_status(n).await?;
+                let resp = pkgs.package_status(n).await?;
                 let installed = resp.get("ret").and_then(Value::as_bool).unwrap_or(false);
                 let version = match resp.get("comment") {
                     Some(v) if installed => as_text(v).unwrap_or_default(),

@@ -9,15 +9,16 @@ use crate::drivers::DriverError;
 
 pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError> {
     let args = ArgReader::new(call);
+    let services = call.driver.services()?;
     match name {
-        "list" => Ok(call.driver.service_list().await?),
+        "list" => Ok(services.service_list().await?),
         "start" | "stop" | "restart" => {
             let svc = args.string(0, "name")?;
-            Ok(call.driver.service_action(name, &svc).await?)
+            Ok(services.service_action(name, &svc).await?)
         }
         "status" => {
             let svc = args.string(0, "name")?;
-            let resp = call.driver.service_action("status", &svc).await?;
+            let resp = services.service_action("status", &svc).await?;
             match resp.get("comment").and_then(Value::as_str) {
                 Some("running") => Ok(Value::Bool(true)),
                 Some("stopped") => Ok(Value::Bool(false)),

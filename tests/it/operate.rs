@@ -52,7 +52,7 @@ async fn reload_applies_a_diff_and_leaves_running_jobs_alone() {
     let inv = dir.path().join("inv.toml");
     std::fs::write(&inv, inventory_for(&sim, &["rest-0001", "rest-0002"], "a")).unwrap();
     let cfg = daemon_config(dir.path());
-    let source = cfg.inventory_source();
+    let source = drover::inventory::InventorySource::from_config(&cfg);
     let daemon = Daemon::start(&cfg, source.load().unwrap(), Some(source))
         .await
         .unwrap();
@@ -228,7 +228,7 @@ async fn a_shard_serves_only_its_devices() {
     std::fs::write(dir.path().join("inv.toml"), sim.sim.inventory_toml()).unwrap();
     let mut cfg = daemon_config(dir.path());
     cfg.shard = Some("1/3".parse().unwrap());
-    let source = cfg.inventory_source();
+    let source = drover::inventory::InventorySource::from_config(&cfg);
     let daemon = Daemon::start(&cfg, source.load().unwrap(), Some(source))
         .await
         .unwrap();

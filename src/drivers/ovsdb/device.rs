@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use super::connection::Connection;
 use super::datum::{Atom, Datum};
 use super::{OvsConfig, OvsdbError};
+use crate::drivers::{DeviceDriver, DriverContext, DriverError};
 
 #[derive(Clone)]
 pub struct OvsDevice {
@@ -88,5 +89,29 @@ impl OvsDevice {
                 g
             })
             .await
+    }
+}
+
+impl DeviceDriver for OvsDevice {
+    type Settings = OvsConfig;
+
+    fn build(
+        settings: &OvsConfig,
+        timeout: Duration,
+        _ctx: &DriverContext,
+    ) -> Result<OvsDevice, DriverError> {
+        Ok(OvsDevice::new(settings, timeout))
+    }
+
+    async fn ping(&self) -> Result<bool, DriverError> {
+        Ok(OvsDevice::ping(self).await?)
+    }
+
+    async fn grains(&self) -> Result<Map<String, Value>, DriverError> {
+        Ok(OvsDevice::grains(self).await?)
+    }
+
+    fn ovs(&self) -> Option<&OvsDevice> {
+        Some(self)
     }
 }

@@ -32,18 +32,53 @@ pub mod ops;
 pub mod replica;
 pub mod schema;
 
+use std::net::IpAddr;
 use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{DriverSettings, FieldError};
 
 pub use connection::Endpoint;
 pub use device::OvsDevice;
 pub use error::OvsdbError;
 
-/// An OVS host in the inventory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An OVS host in the inventory: `url = "tcp:HOST:PORT"` or `"unix:PATH"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OvsConfig {
+    #[serde(rename = "url", deserialize_with = "de_endpoint")]
     pub endpoint: Endpoint,
     /// Largest message accepted from the server.
+    #[serde(skip, default = "default_max_message")]
     pub max_message: usize,
+}
+
+fn default_max_message() -> usize {
+    codec::MAX_MESSAGE
+}
+
+fn de_endpoint<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Endpoint, D::Error> {
+    let raw = String::deserialize(d)?;
+    parse_url(&raw, Path::new("")).map_err(serde::de::Error::custom)
+}
+
+impl DriverSettings for OvsConfig {
+    fn check(&mut self, base: &Path) -> Result<(), FieldError> {
+        if let Endpoint::Unix(p) = &self.endpoint {
+            if p.is_relative() {
+                self.endpoint = Endpoint::Unix(base.join(p));
+            }
+        }
+        Ok(())
+    }
+
+    fn address(&self) -> Option<IpAddr> {
+        match &self.endpoint {
+            Endpoint::Tcp { host, .. } => host.parse().ok(),
+            Endpoint::Unix(_) => None,
+        }
+    }
 }
 
 /// The OVSDB default port (IANA).

@@ -1,4 +1,4 @@
-//! One SNMP device as the fleet sees it: built from the inventory's `SnmpConfig`,
+//! One SNMP device as the fleet sees it: built from its [`SnmpConfig`],
 //! health checked with `sysUpTime.0`, grains from the system group (`sysDescr`,
 //! `sysObjectID`, `sysName`, ...) plus the Salt-style `os`, `host`, `fqdn` derived
 //! from them, and the operations the `snmp.*` functions need.
@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::{
-    AuthProtocol, Oid, PrivProtocol, SnmpClient, SnmpError, SnmpTarget, SnmpTransport, SnmpValue,
-    SnmpVersion, UsmUser, VarBind,
+    Oid, SnmpClient, SnmpConfig, SnmpError, SnmpTarget, SnmpTransport, SnmpValue, SnmpVersion,
+    UsmUser, VarBind,
 };
-use crate::inventory::{SnmpConfig, SnmpVersionConfig};
+use crate::drivers::{DeviceDriver, DriverContext, DriverError};
 
 /// The system group, in the order grains are built from it.
 const SYSTEM: [(&str, &str); 6] = [
@@ -31,24 +31,23 @@ pub struct SnmpDevice {
 
 impl SnmpDevice {
     pub fn new(cfg: &SnmpConfig, timeout: Duration, transport: SnmpTransport) -> SnmpDevice {
-        let user = cfg.user.as_ref().map(|u| UsmUser {
-            name: u.name.clone(),
-            auth: u
-                .auth_protocol
-                .as_deref()
-                .map(|p| (auth_protocol(p), u.auth_password.expose().to_owned())),
-            privacy: u
-                .priv_protocol
-                .as_deref()
-                .map(|p| (priv_protocol(p), u.priv_password.expose().to_owned())),
-        });
+        let user = match (&cfg.version, &cfg.user) {
+            (SnmpVersion::V3, Some(name)) => Some(UsmUser {
+                name: name.clone(),
+                auth: cfg.auth_protocol.clone().map(|p| {
+                    let pw = cfg.auth_password.as_ref().map(|s| s.expose().to_owned());
+                    (p, pw.unwrap_or_default())
+                }),
+                privacy: cfg.priv_protocol.clone().map(|p| {
+                    let pw = cfg.priv_password.as_ref().map(|s| s.expose().to_owned());
+                    (p, pw.unwrap_or_default())
+                }),
+            }),
+            _ => None,
+        };
         let target = SnmpTarget {
             addr: SocketAddr::new(cfg.host, cfg.port),
-            version: match cfg.version {
-                SnmpVersionConfig::V1 => SnmpVersion::V1,
-                SnmpVersionConfig::V2c => SnmpVersion::V2c,
-                SnmpVersionConfig::V3 => SnmpVersion::V3,
-            },
+            version: cfg.version.clone(),
             community: cfg.community.expose().to_owned(),
             user,
             timeout,
@@ -138,20 +137,26 @@ fn plain(v: &SnmpValue) -> Value {
     j.get("value").cloned().unwrap_or(Value::Null)
 }
 
-fn auth_protocol(p: &str) -> AuthProtocol {
-    match p.to_ascii_uppercase().as_str() {
-        "MD5" => AuthProtocol::Md5,
-        "SHA-256" | "SHA256" => AuthProtocol::Sha256,
-        "SHA-512" | "SHA512" => AuthProtocol::Sha512,
-        // The inventory accepts only the names above and SHA/SHA1/SHA-1.
-        _ => AuthProtocol::Sha1,
-    }
-}
+impl DeviceDriver for SnmpDevice {
+    type Settings = SnmpConfig;
 
-fn priv_protocol(p: &str) -> PrivProtocol {
-    match p.to_ascii_uppercase().as_str() {
-        "DES" => PrivProtocol::Des,
-        "AES256" | "AES-256" => PrivProtocol::Aes256,
-        _ => PrivProtocol::Aes128,
+    fn build(
+        settings: &SnmpConfig,
+        timeout: Duration,
+        ctx: &DriverContext,
+    ) -> Result<SnmpDevice, DriverError> {
+        Ok(SnmpDevice::new(settings, timeout, ctx.snmp_transport()?))
+    }
+
+    async fn ping(&self) -> Result<bool, DriverError> {
+        Ok(SnmpDevice::ping(self).await?)
+    }
+
+    async fn grains(&self) -> Result<Map<String, Value>, DriverError> {
+        Ok(SnmpDevice::grains(self).await?)
+    }
+
+    fn snmp(&self) -> Option<&SnmpDevice> {
+        Some(self)
     }
 }

@@ -29,6 +29,7 @@
 
 mod ber;
 mod client;
+mod config;
 pub mod device;
 mod error;
 mod mib;
@@ -40,6 +41,7 @@ mod value;
 use std::fmt;
 
 pub use client::SnmpClient;
+pub use config::SnmpConfig;
 pub use error::SnmpError;
 pub use mib::oid_name;
 pub use pdu::{
@@ -66,12 +68,37 @@ pub enum AuthProtocol {
     Sha512,
 }
 
+impl std::str::FromStr for AuthProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "MD5" => Ok(AuthProtocol::Md5),
+            "SHA" | "SHA1" | "SHA-1" => Ok(AuthProtocol::Sha1),
+            "SHA-256" | "SHA256" => Ok(AuthProtocol::Sha256),
+            "SHA-512" | "SHA512" => Ok(AuthProtocol::Sha512),
+            _ => Err(format!("{s:?}: use MD5, SHA, SHA-256 or SHA-512")),
+        }
+    }
+}
+
 /// USM privacy protocols (RFC 3414 DES, RFC 3826 AES-128, Blumenthal AES-256).
 #[derive(Debug, Clone, PartialEq)]
 pub enum PrivProtocol {
     Des,
     Aes128,
     Aes256,
+}
+
+impl std::str::FromStr for PrivProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "DES" => Ok(PrivProtocol::Des),
+            "AES" | "AES128" | "AES-128" => Ok(PrivProtocol::Aes128),
+            "AES256" | "AES-256" => Ok(PrivProtocol::Aes256),
+            _ => Err(format!("{s:?}: use DES, AES or AES-256")),
+        }
+    }
 }
 
 /// An SNMPv3 USM user. Passwords are redacted from `Debug`.
