@@ -17,6 +17,9 @@ use ipnet::IpNet;
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
+use crate::fnmatch::Pattern;
+pub use crate::job::{TargetType, UnknownTargetType};
+
 /// Salt's `DEFAULT_TARGET_DELIM`.
 const DEFAULT_DELIMITER: char = ':';
 /// Every split point of a grain expression can get its own compiled pattern, so
@@ -36,62 +39,6 @@ const MAX_GRAIN_STEPS: usize = 100_000;
 /// Python's `repr()` of absurdly nested grains is not worth a deep recursion.
 const MAX_REPR_DEPTH: usize = 64;
 
-/// Salt's `tgt_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetType {
-    #[default]
-    Glob,
-    Pcre,
-    List,
-    Grain,
-    GrainPcre,
-    Ipcidr,
-    Compound,
-}
-
-impl TargetType {
-    /// Every target type, for code that must cover them all (tests, fuzzing).
-    pub const ALL: [TargetType; 7] = [
-        TargetType::Glob,
-        TargetType::Pcre,
-        TargetType::List,
-        TargetType::Grain,
-        TargetType::GrainPcre,
-        TargetType::Ipcidr,
-        TargetType::Compound,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            TargetType::Glob => "glob",
-            TargetType::Pcre => "pcre",
-            TargetType::List => "list",
-            TargetType::Grain => "grain",
-            TargetType::GrainPcre => "grain_pcre",
-            TargetType::Ipcidr => "ipcidr",
-            TargetType::Compound => "compound",
-        }
-    }
-}
-
-impl std::str::FromStr for TargetType {
-    type Err = TargetError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "glob" => TargetType::Glob,
-            "pcre" => TargetType::Pcre,
-            "list" => TargetType::List,
-            "grain" => TargetType::Grain,
-            "grain_pcre" => TargetType::GrainPcre,
-            "ipcidr" => TargetType::Ipcidr,
-            "compound" => TargetType::Compound,
-            _ => return Err(TargetError::UnknownType(snippet(s))),
-        })
-    }
-}
-
 /// What a target expression is matched against: one device.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
@@ -104,10 +51,8 @@ pub struct Candidate<'a> {
 pub enum TargetError {
     #[error("empty {kind} target expression")]
     Empty { kind: &'static str },
-    #[error(
-        "unknown target type {0:?} (expected glob, pcre, list, grain, grain_pcre, ipcidr or compound)"
-    )]
-    UnknownType(String),
+    #[error(transparent)]
+    UnknownType(#[from] UnknownTargetType),
     #[error("invalid regular expression {pattern:?}")]
     Regex {
         pattern: String,
@@ -177,7 +122,7 @@ impl Target {
             return Err(TargetError::Empty { kind: kind.name() });
         }
         let matcher = match kind {
-            TargetType::Glob => Matcher::Glob(Glob::new(expr)),
+            TargetType::Glob => Matcher::Glob(Pattern::new(expr)),
             TargetType::Pcre => Matcher::Pcre(compile_regex(expr, expr)?),
             TargetType::List => list_matcher(expr)?,
             TargetType::Grain => grain_matcher(expr, DEFAULT_DELIMITER, false)?,
@@ -218,7 +163,7 @@ impl Target {
 
 #[derive(Debug, Clone)]
 enum Matcher {
-    Glob(Glob),
+    Glob(Pattern),
     Pcre(Regex),
     /// Sorted and de-duplicated, for binary search.
     List(Vec<String>),
@@ -256,164 +201,9 @@ fn snippet(s: &str) -> String {
 
 // ---------------------------------------------------------------- glob
 
-/// Python `fnmatch.fnmatchcase`, which is what `fnmatch.fnmatch` does on POSIX:
-/// case-sensitive, `*` also matches `/` and newlines, no backslash escapes.
 /// Salt's fnmatch-style glob on any text (function names, for instance), with the
-/// same matcher the targets use.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    Glob::new(pattern).matches(text)
-}
-
-#[derive(Debug, Clone)]
-struct Glob {
-    toks: Vec<GlobTok>,
-    /// Set when the pattern has no wildcards: plain string equality.
-    literal: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-enum GlobTok {
-    Lit(char),
-    Any,
-    Star,
-    Set(CharSet),
-}
-
-#[derive(Debug, Clone)]
-struct CharSet {
-    negated: bool,
-    ranges: Vec<(char, char)>,
-}
-
-impl GlobTok {
-    fn accepts(&self, c: char) -> bool {
-        match self {
-            GlobTok::Lit(l) => *l == c,
-            GlobTok::Any | GlobTok::Star => true,
-            GlobTok::Set(set) => {
-                set.negated != set.ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi)
-            }
-        }
-    }
-}
-
-impl Glob {
-    fn new(pattern: &str) -> Glob {
-        let chars: Vec<char> = pattern.chars().collect();
-        let mut toks = Vec::with_capacity(chars.len());
-        let mut i = 0;
-        while let Some(&c) = chars.get(i) {
-            i += 1;
-            match c {
-                '*' => {
-                    if !matches!(toks.last(), Some(GlobTok::Star)) {
-                        toks.push(GlobTok::Star);
-                    }
-                }
-                '?' => toks.push(GlobTok::Any),
-                '[' => match parse_char_set(&chars, i) {
-                    Some((set, next)) => {
-                        toks.push(GlobTok::Set(set));
-                        i = next;
-                    }
-                    // fnmatch treats an unclosed `[` as a literal.
-                    None => toks.push(GlobTok::Lit('[')),
-                },
-                c => toks.push(GlobTok::Lit(c)),
-            }
-        }
-        let literal = toks
-            .iter()
-            .all(|t| matches!(t, GlobTok::Lit(_)))
-            .then(|| pattern.to_owned());
-        Glob { toks, literal }
-    }
-
-    /// Iterative wildcard match; backtracks only to the most recent `*`, so it
-    /// is O(pattern × text) at worst and never allocates.
-    fn matches(&self, text: &str) -> bool {
-        if let Some(lit) = &self.literal {
-            return lit == text;
-        }
-        let toks = &self.toks;
-        let (mut pi, mut ti) = (0usize, 0usize);
-        let mut resume: Option<(usize, usize)> = None;
-        loop {
-            match toks.get(pi) {
-                Some(GlobTok::Star) => {
-                    if pi + 1 == toks.len() {
-                        return true;
-                    }
-                    pi += 1;
-                    resume = Some((pi, ti));
-                    continue;
-                }
-                Some(tok) => {
-                    if let Some(c) = text.get(ti..).and_then(|s| s.chars().next()) {
-                        if tok.accepts(c) {
-                            pi += 1;
-                            ti += c.len_utf8();
-                            continue;
-                        }
-                    }
-                }
-                None if ti == text.len() => return true,
-                None => {}
-            }
-            // Mismatch: let the last `*` swallow one more character.
-            let Some((sp, st)) = resume else {
-                return false;
-            };
-            let Some(c) = text.get(st..).and_then(|s| s.chars().next()) else {
-                return false;
-            };
-            let st = st + c.len_utf8();
-            resume = Some((sp, st));
-            pi = sp;
-            ti = st;
-        }
-    }
-}
-
-/// Parses a `[...]` set starting just after the `[`, the way CPython's
-/// `fnmatch.translate` does: `!` negates, a leading `]` is literal, `-` between
-/// two characters is a range, a reversed range matches nothing, and `^`, `\`
-/// and the rest are literal. Returns the set and the index after its `]`.
-fn parse_char_set(chars: &[char], start: usize) -> Option<(CharSet, usize)> {
-    let mut j = start;
-    let negated = chars.get(j) == Some(&'!');
-    if negated {
-        j += 1;
-    }
-    let body_start = j;
-    if chars.get(j) == Some(&']') {
-        j += 1;
-    }
-    while chars.get(j).is_some_and(|&c| c != ']') {
-        j += 1;
-    }
-    let body = chars.get(body_start..j)?;
-    if j >= chars.len() {
-        return None;
-    }
-    let mut ranges = Vec::with_capacity(body.len());
-    let mut k = 0;
-    while let Some(&lo) = body.get(k) {
-        match (body.get(k + 1), body.get(k + 2)) {
-            (Some('-'), Some(&hi)) => {
-                if lo <= hi {
-                    ranges.push((lo, hi));
-                }
-                k += 3;
-            }
-            _ => {
-                ranges.push((lo, lo));
-                k += 1;
-            }
-        }
-    }
-    Some((CharSet { negated, ranges }, j + 1))
-}
+/// same engine the targets use.
+pub use crate::fnmatch::fnmatch as glob_matches;
 
 // ---------------------------------------------------------------- pcre
 
@@ -563,7 +353,7 @@ struct GrainExpr {
 
 #[derive(Debug, Clone)]
 enum ValuePattern {
-    Glob(Glob),
+    Glob(Pattern),
     /// `None`: this suffix is not a valid regex; Salt logs and treats it as no match.
     Regex(Option<Regex>),
 }
@@ -614,7 +404,7 @@ impl GrainExpr {
                     }
                 }
             } else {
-                ValuePattern::Glob(Glob::new(&lowered))
+                ValuePattern::Glob(Pattern::new(&lowered))
             };
             patterns.push((p, pattern));
         }
@@ -1179,7 +969,7 @@ fn split_engine(word: &str) -> Option<(char, Option<char>, &str)> {
 
 fn compound_leaf(word: &str) -> Result<Matcher, TargetError> {
     let Some((engine, delim, pattern)) = split_engine(word) else {
-        return Ok(Matcher::Glob(Glob::new(word)));
+        return Ok(Matcher::Glob(Pattern::new(word)));
     };
     let unsupported = |name| TargetError::UnsupportedEngine {
         engine,
@@ -1641,20 +1431,6 @@ mod tests {
         assert!(std::error::Error::source(&e).is_some());
         let huge = "x".repeat(10_000);
         assert!(msg(&format!("{huge}("), TargetType::Pcre).len() < 1_000);
-    }
-
-    #[test]
-    fn target_type_names() {
-        for kind in TargetType::ALL {
-            assert_eq!(kind.name().parse::<TargetType>().unwrap(), kind);
-            let json = serde_json::to_string(&kind).unwrap();
-            assert_eq!(json, format!("\"{}\"", kind.name()));
-        }
-        assert_eq!(TargetType::default(), TargetType::Glob);
-        assert_eq!(
-            "pillar".parse::<TargetType>().unwrap_err().kind(),
-            "unknown_type"
-        );
     }
 
     #[test]
