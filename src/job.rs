@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::fleet::target::TargetType;
+mod target_type;
+
+pub use target_type::{TargetType, UnknownTargetType};
 
 /// A Salt-style job id: `YYYYMMDDhhmmssffffff`, unique within this process.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod devsim;
 pub mod drivers;
 pub mod fleet;
+pub mod fnmatch;
 pub mod functions;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -33,6 +33,8 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
+use crate::fnmatch::fnmatch;
+
 /// The result of an import: the inventory text and what could not be imported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportReport {
@@ -753,119 +755,11 @@ fn list_ids(ids: &[&str]) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// fnmatch
+// glob targets
 
+/// Whether a top-file target is a glob that can name more than one id.
 fn is_glob(target: &str) -> bool {
     target.contains(['*', '?', '['])
-}
-
-#[derive(Debug)]
-enum Tok {
-    Star,
-    Any,
-    Lit(char),
-    Class {
-        negate: bool,
-        items: Vec<(char, char)>,
-    },
-}
-
-/// Python's `fnmatch.fnmatchcase`, which Salt's glob matcher uses on Linux: `*`, `?`,
-/// `[abc]`, `[a-z]`, `[!abc]`; a `[` without a closing `]` is a literal.
-fn fnmatch(pattern: &str, name: &str) -> bool {
-    let toks = tokenize(pattern);
-    let name: Vec<char> = name.chars().collect();
-    let (mut p, mut n) = (0, 0);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match toks.get(p) {
-            Some(Tok::Star) => {
-                backtrack = Some((p, n));
-                p += 1;
-                continue;
-            }
-            Some(t) if tok_matches(t, name[n]) => {
-                p += 1;
-                n += 1;
-                continue;
-            }
-            _ => {}
-        }
-        match backtrack {
-            Some((bp, bn)) => {
-                backtrack = Some((bp, bn + 1));
-                p = bp + 1;
-                n = bn + 1;
-            }
-            None => return false,
-        }
-    }
-    toks[p..].iter().all(|t| matches!(t, Tok::Star))
-}
-
-fn tok_matches(t: &Tok, c: char) -> bool {
-    match t {
-        Tok::Star | Tok::Any => true,
-        Tok::Lit(l) => *l == c,
-        Tok::Class { negate, items } => {
-            items.iter().any(|(lo, hi)| *lo <= c && c <= *hi) != *negate
-        }
-    }
-}
-
-fn tokenize(pattern: &str) -> Vec<Tok> {
-    let p: Vec<char> = pattern.chars().collect();
-    let mut toks = Vec::new();
-    let mut i = 0;
-    while i < p.len() {
-        let c = p[i];
-        i += 1;
-        match c {
-            '*' => {
-                if !matches!(toks.last(), Some(Tok::Star)) {
-                    toks.push(Tok::Star);
-                }
-            }
-            '?' => toks.push(Tok::Any),
-            '[' => {
-                // As Python: an optional '!', then a ']' right away is a member.
-                let mut j = i;
-                if p.get(j) == Some(&'!') {
-                    j += 1;
-                }
-                if p.get(j) == Some(&']') {
-                    j += 1;
-                }
-                while j < p.len() && p[j] != ']' {
-                    j += 1;
-                }
-                if j >= p.len() {
-                    toks.push(Tok::Lit('['));
-                    continue;
-                }
-                let mut body = &p[i..j];
-                let negate = body.first() == Some(&'!');
-                if negate {
-                    body = &body[1..];
-                }
-                let mut items = Vec::new();
-                let mut k = 0;
-                while k < body.len() {
-                    if k + 2 < body.len() && body[k + 1] == '-' {
-                        items.push((body[k], body[k + 2]));
-                        k += 3;
-                    } else {
-                        items.push((body[k], body[k]));
-                        k += 1;
-                    }
-                }
-                toks.push(Tok::Class { negate, items });
-                i = j + 1;
-            }
-            other => toks.push(Tok::Lit(other)),
-        }
-    }
-    toks
 }
 
 #[cfg(test)]
@@ -1199,23 +1093,6 @@ mod tests {
             &[],
         );
         assert_eq!(r.devices, 1);
-    }
-
-    #[test]
-    fn fnmatch_follows_python() {
-        assert!(fnmatch("rest-*", "rest-0001"));
-        assert!(fnmatch("*", ""));
-        assert!(fnmatch("r?st-*1", "rest-0001"));
-        assert!(!fnmatch("rest-*", "db-1"));
-        assert!(fnmatch("sw[0-9]", "sw7"));
-        assert!(!fnmatch("sw[!0-9]", "sw7"));
-        assert!(fnmatch("sw[!0-9]", "swx"));
-        assert!(fnmatch("a[]]b", "a]b"));
-        assert!(fnmatch("a[b", "a[b"));
-        assert!(fnmatch("*a*b*c*", "xxaxxbxxcxx"));
-        assert!(!fnmatch("*a*b*c", "xxaxxbxxcxx"));
-        assert!(fnmatch("x[-a]", "x-"));
-        assert!(!fnmatch("REST-*", "rest-1"));
     }
 
     #[test]
