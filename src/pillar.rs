@@ -47,18 +47,57 @@ pub struct ImportReport {
 }
 
 /// A pillar tree that cannot be imported at all: the file and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {reason}", file.display())]
-pub struct PillarError {
-    pub file: PathBuf,
-    pub reason: String,
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PillarError {
+    #[error("{}: cannot read{what}: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        /// What the file is, when it is not an ordinary SLS (" the top file").
+        what: &'static str,
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
+    #[error("{}: not valid YAML: {source}", file.display())]
+    Yaml {
+        file: PathBuf,
+        #[source]
+        source: std::sync::Arc<yaml_serde::Error>,
+    },
+    #[error("{}: {reason}", file.display())]
+    Invalid { file: PathBuf, reason: String },
 }
 
 impl PillarError {
     fn new(file: &Path, reason: impl Into<String>) -> PillarError {
-        PillarError {
+        PillarError::Invalid {
             file: file.to_owned(),
             reason: reason.into(),
+        }
+    }
+
+    fn read(file: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> PillarError {
+        let file = file.to_owned();
+        move |e| PillarError::Read {
+            file,
+            what,
+            source: std::sync::Arc::new(e),
+        }
+    }
+
+    fn yaml(file: &Path) -> impl FnOnce(yaml_serde::Error) -> PillarError {
+        let file = file.to_owned();
+        move |e| PillarError::Yaml {
+            file,
+            source: std::sync::Arc::new(e),
+        }
+    }
+
+    /// The file the problem is in.
+    pub fn file(&self) -> &Path {
+        match self {
+            PillarError::Read { file, .. }
+            | PillarError::Yaml { file, .. }
+            | PillarError::Invalid { file, .. } => file,
         }
     }
 }
@@ -76,7 +115,7 @@ const IDS_SHOWN: usize = 5;
 pub fn import_pillar(dir: &Path, known_ids: &[String]) -> Result<ImportReport, PillarError> {
     let top_path = dir.join("top.sls");
     let text = std::fs::read_to_string(&top_path)
-        .map_err(|e| PillarError::new(&top_path, format!("cannot read the top file: {e}")))?;
+        .map_err(PillarError::read(&top_path, " the top file"))?;
     if is_jinja(&text) {
         return Err(PillarError::new(
             &top_path,
@@ -216,8 +255,7 @@ fn parse_top(
     warnings: &mut Vec<String>,
 ) -> Result<Vec<TopEntry>, PillarError> {
     use yaml_serde::Value as Y;
-    let doc: Y = yaml_serde::from_str(text)
-        .map_err(|e| PillarError::new(path, format!("not valid YAML: {e}")))?;
+    let doc: Y = yaml_serde::from_str(text).map_err(PillarError::yaml(path))?;
     let Y::Mapping(envs) = untag(doc) else {
         return Err(PillarError::new(
             path,
@@ -473,16 +511,15 @@ impl Loader {
                 init.display()
             )));
         };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| PillarError::new(&path, format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(&path).map_err(PillarError::read(&path, ""))?;
         if is_jinja(&text) {
             return Ok(Slot::Unsupported(format!(
                 "{}: uses Jinja templating ({{% or {{{{), which import does not render",
                 path.display()
             )));
         }
-        let doc: yaml_serde::Value = yaml_serde::from_str(&text)
-            .map_err(|e| PillarError::new(&path, format!("not valid YAML: {e}")))?;
+        let doc: yaml_serde::Value =
+            yaml_serde::from_str(&text).map_err(PillarError::yaml(&path))?;
         let mut data = match yaml_to_json(doc) {
             Value::Null => Map::new(),
             Value::Object(m) => m,
@@ -941,8 +978,8 @@ mod tests {
             "base:\n{% for i in range(3) %}\n  'r{{ i }}':\n    - r\n{% endfor %}\n",
         )]);
         let err = import_pillar(dir.path(), &[]).unwrap_err();
-        assert_eq!(err.file, dir.path().join("top.sls"));
-        assert!(err.reason.contains("Jinja"), "{err}");
+        assert_eq!(err.file(), dir.path().join("top.sls"));
+        assert!(err.to_string().contains("Jinja"), "{err}");
     }
 
     #[test]
@@ -1064,19 +1101,19 @@ mod tests {
     fn broken_trees_are_errors_naming_the_file() {
         let empty = tempfile::tempdir().unwrap();
         let err = import_pillar(empty.path(), &[]).unwrap_err();
-        assert_eq!(err.file, empty.path().join("top.sls"));
+        assert_eq!(err.file(), empty.path().join("top.sls"));
 
         let dir = tree(&[
             ("top.sls", "base:\n  a:\n    - bad\n"),
             ("bad.sls", "proxy: [unclosed\n"),
         ]);
         let err = import_pillar(dir.path(), &[]).unwrap_err();
-        assert_eq!(err.file, dir.path().join("bad.sls"));
+        assert_eq!(err.file(), dir.path().join("bad.sls"));
         assert!(err.to_string().contains("not valid YAML"), "{err}");
 
         let dir = tree(&[("top.sls", "prod:\n  a: [a]\n")]);
         let err = import_pillar(dir.path(), &[]).unwrap_err();
-        assert!(err.reason.contains("no base"), "{err}");
+        assert!(err.to_string().contains("no base"), "{err}");
     }
 
     #[test]

@@ -1301,7 +1301,10 @@ async fn malformed_and_oversized_messages_are_errors_not_panics() {
         );
         let e = dev.ping().await.unwrap_err();
         assert!(
-            matches!(e, OvsdbError::Malformed(_) | OvsdbError::TooLarge(_)),
+            matches!(
+                e,
+                OvsdbError::Malformed(_) | OvsdbError::Json { .. } | OvsdbError::TooLarge(_)
+            ),
             "{kind}: {e}"
         );
         assert!(e.is_device_failure(), "{kind}");

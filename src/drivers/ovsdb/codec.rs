@@ -145,8 +145,7 @@ impl Message {
     /// Parses one frame. Anything that is not a JSON object shaped like a request,
     /// notification or response is an error.
     pub fn parse(frame: &[u8]) -> Result<Message, OvsdbError> {
-        let v: Value = serde_json::from_slice(frame)
-            .map_err(|e| OvsdbError::Malformed(format!("invalid JSON: {e}")))?;
+        let v: Value = serde_json::from_slice(frame).map_err(OvsdbError::json("invalid JSON"))?;
         let Value::Object(mut o) = v else {
             return Err(OvsdbError::Malformed("message is not an object".into()));
         };

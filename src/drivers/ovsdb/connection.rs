@@ -297,7 +297,7 @@ async fn run(shared: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
             Ok(Err(e)) => e,
             Err(_) => OvsdbError::Timeout(shared.timeout),
         };
-        if let OvsdbError::Malformed(_) | OvsdbError::TooLarge(_) = &err {
+        if let OvsdbError::Malformed(_) | OvsdbError::Json { .. } | OvsdbError::TooLarge(_) = &err {
             let reason = if matches!(err, OvsdbError::TooLarge(_)) {
                 "too_large"
             } else {
@@ -376,10 +376,7 @@ async fn next_message(
         if let Some(frame) = splitter.next_frame()? {
             return Message::parse(&frame);
         }
-        let n = reader
-            .read(buf)
-            .await
-            .map_err(|e| OvsdbError::Connect(format!("read: {e}")))?;
+        let n = reader.read(buf).await.map_err(OvsdbError::io("read"))?;
         if n == 0 {
             return Err(OvsdbError::Connect("server closed the connection".into()));
         }
@@ -391,7 +388,7 @@ impl Session {
     async fn establish(shared: &Shared) -> Result<Session, OvsdbError> {
         let (reader, mut writer) = connect(&shared.endpoint)
             .await
-            .map_err(|e| OvsdbError::Connect(format!("{}: {e}", shared.endpoint)))?;
+            .map_err(OvsdbError::io(shared.endpoint.to_string()))?;
         let (out, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         // Writes on a task of their own: a server busy sending us a large update
         // must never wait on us while we wait on it.

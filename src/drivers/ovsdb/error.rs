@@ -8,6 +8,13 @@ pub enum OvsdbError {
     /// Connecting, or the connection broke.
     #[error("connection failed: {0}")]
     Connect(String),
+    /// An I/O error connecting or on the connection, kept as the source.
+    #[error("connection failed: {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
     /// No answer within the device's timeout.
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
@@ -15,6 +22,13 @@ pub enum OvsdbError {
     /// that does not fit the protocol (the connection is reset).
     #[error("malformed OVSDB message: {0}")]
     Malformed(String),
+    /// Bytes that are not JSON, or JSON that does not fit the type it must be.
+    #[error("malformed OVSDB message: {context}: {source}")]
+    Json {
+        context: String,
+        #[source]
+        source: std::sync::Arc<serde_json::Error>,
+    },
     /// A message over the size cap (the connection is reset).
     #[error("OVSDB message over the {0}-byte limit")]
     TooLarge(usize),
@@ -37,12 +51,28 @@ pub enum OvsdbError {
 }
 
 impl OvsdbError {
+    pub(super) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> OvsdbError {
+        let context = context.into();
+        move |e| OvsdbError::Io {
+            context,
+            source: std::sync::Arc::new(e),
+        }
+    }
+
+    pub(super) fn json(context: impl Into<String>) -> impl FnOnce(serde_json::Error) -> OvsdbError {
+        let context = context.into();
+        move |e| OvsdbError::Json {
+            context,
+            source: std::sync::Arc::new(e),
+        }
+    }
+
     /// Bounded label for `drover_device_op_errors_total{error_kind}`.
     pub fn kind(&self) -> &'static str {
         match self {
-            OvsdbError::Connect(_) => "connect",
+            OvsdbError::Connect(_) | OvsdbError::Io { .. } => "connect",
             OvsdbError::Timeout(_) => "timeout",
-            OvsdbError::Malformed(_) => "decode",
+            OvsdbError::Malformed(_) | OvsdbError::Json { .. } => "decode",
             OvsdbError::TooLarge(_) => "too_large",
             OvsdbError::Server(_) => "ovsdb_error",
             OvsdbError::Schema(_) => "schema",
@@ -57,8 +87,10 @@ impl OvsdbError {
         matches!(
             self,
             OvsdbError::Connect(_)
+                | OvsdbError::Io { .. }
                 | OvsdbError::Timeout(_)
                 | OvsdbError::Malformed(_)
+                | OvsdbError::Json { .. }
                 | OvsdbError::TooLarge(_)
         )
     }
