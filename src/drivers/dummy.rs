@@ -36,6 +36,8 @@ pub enum DummyBehaviour {
     Fail,
     Hang,
     Panic,
+    /// Unreachable from the first contact on, so it never comes up.
+    Down,
 }
 
 #[derive(Clone)]
@@ -56,8 +58,8 @@ impl DummyDriver {
         }
     }
 
-    /// First contact always works, so the device comes up and the behaviour shows
-    /// on the calls that follow.
+    /// First contact works (but for `down`), so the device comes up and the
+    /// behaviour shows on the calls that follow.
     pub fn info(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("os".into(), json!("DummyOS"));
@@ -68,10 +70,12 @@ impl DummyDriver {
     async fn misbehave(&self) -> Result<(), DriverError> {
         match self.behaviour {
             DummyBehaviour::Ok => Ok(()),
-            DummyBehaviour::Fail => Err(DriverError::Connect(std::io::Error::new(
-                std::io::ErrorKind::ConnectionRefused,
-                "dummy device set to fail",
-            ))),
+            DummyBehaviour::Fail | DummyBehaviour::Down => {
+                Err(DriverError::Connect(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "dummy device set to fail",
+                )))
+            }
             DummyBehaviour::Hang => std::future::pending().await,
             DummyBehaviour::Panic => panic!("dummy device set to panic"),
         }
@@ -124,6 +128,9 @@ impl DeviceDriver for DummyDriver {
     }
 
     async fn grains(&self) -> Result<Map<String, Value>, DriverError> {
+        if self.behaviour == DummyBehaviour::Down {
+            self.misbehave().await?;
+        }
         Ok(self.info())
     }
 

@@ -321,4 +321,49 @@ mod tests {
         let from_empty = diff(&HashMap::new(), &new);
         assert_eq!(from_empty.added.len(), 3);
     }
+
+    /// Restarts of a device that never comes up back off 1 s, 2 s, 4 s, then stay
+    /// at the cap; on tokio's paused clock, so the test takes no real time.
+    #[actix_rt::test]
+    async fn restarts_back_off_doubling_up_to_the_cap() {
+        tokio::time::pause();
+        let cfg = FleetConfig {
+            backoff: crate::config::BackoffConfig {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(4),
+                jitter: 0.0,
+                restart_limit: 100,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let registry = Registry::new();
+        let drivers = DriverContext::new().unwrap();
+        let sup =
+            SupervisorActor::new(registry.clone(), Arc::new(cfg), drivers, Vec::new()).start();
+        let spec = inv("[[device]]\nid = \"d\"\nproxytype = \"dummy\"\nbehaviour = \"down\"\n");
+        let start = tokio::time::Instant::now();
+        sup.send(ApplyInventory(spec)).await.unwrap();
+        let mut at = Vec::new();
+        for n in 1..=5 {
+            registry
+                .wait_for(|r| r.get("d").is_some_and(|e| e.restarts >= n))
+                .await;
+            at.push(start.elapsed());
+        }
+        let gaps: Vec<u64> = at
+            .iter()
+            .zip(std::iter::once(&Duration::ZERO).chain(&at))
+            .map(|(t, prev)| (*t - *prev).as_millis() as u64)
+            .collect();
+        // Each gap is the backoff plus the (instant) failed first contact.
+        let want = [1000, 2000, 4000, 4000, 4000];
+        for (got, want) in gaps.iter().zip(want) {
+            assert!(
+                (want..want + 50).contains(got),
+                "gaps {gaps:?}, want about {want} ms"
+            );
+        }
+        assert!(registry.state("d").is_some_and(|s| s.is_unreachable()));
+    }
 }
