@@ -17,7 +17,14 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.field.is_empty() {
+        // A config built in code (tests, embedders) has no file to name.
+        if self.file.as_os_str().is_empty() {
+            if self.field.is_empty() {
+                write!(f, "{}", self.message)
+            } else {
+                write!(f, "{}: {}", self.field, self.message)
+            }
+        } else if self.field.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
             write!(
@@ -39,6 +46,14 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A file that is not valid TOML, or does not fit the schema.
+    #[error("{path}: {source}")]
+    Toml {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A file that parses but cannot be used as it is (no underlying error).
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{} problem(s):\n  {}", .0.len(), .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  "))]
@@ -46,10 +61,15 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// Process exit code: 64 (EX_USAGE), as linkerd2-proxy exits on a bad config.
+    pub fn exit_code(&self) -> i32 {
+        64
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ConfigError::Read { .. } => "read",
-            ConfigError::Parse { .. } => "parse",
+            ConfigError::Toml { .. } | ConfigError::Parse { .. } => "parse",
             ConfigError::Invalid(_) => "invalid",
         }
     }
@@ -206,7 +226,8 @@ pub enum MasterKind {
 }
 
 /// Where jobs come from. For `kind = "salt"`, the keys below describe the master
-/// (they are ignored for `local`).
+/// (they are ignored for `local`). The Salt link takes this type as it is: there is
+/// one master config and one validation ([`MasterConfig::salt_problems`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MasterConfig {
@@ -225,8 +246,10 @@ pub struct MasterConfig {
     /// Retry interval while a key waits for acceptance on the master.
     #[serde(with = "humantime_serde")]
     pub auth_retry: Duration,
+    /// Bound on every request to the master.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Extra attempts for a `_return` before it is dropped.
     pub return_retries: u32,
 }
 
@@ -247,6 +270,47 @@ impl Default for MasterConfig {
     }
 }
 
+impl MasterConfig {
+    /// Every problem of the Salt settings, whatever `kind` says: [`Config::problems`]
+    /// asks when `kind = "salt"`, and the link asks again for a config built in code.
+    pub fn salt_problems(&self, file: &Path) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut bad = |field: &str, message: &str| {
+            out.push(Problem {
+                file: file.to_owned(),
+                field: field.to_owned(),
+                message: message.to_owned(),
+            })
+        };
+        if self.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+            bad("master.host", "required when master.kind is \"salt\"");
+        }
+        if self.publish_port == 0 {
+            bad("master.publish_port", "must be at least 1");
+        }
+        if self.ret_port == 0 {
+            bad("master.ret_port", "must be at least 1");
+        }
+        if self.auth_concurrency == 0 {
+            bad("master.auth_concurrency", "must be at least 1");
+        }
+        if self.request_timeout.is_zero() {
+            bad("master.request_timeout", "must be longer than 0s");
+        }
+        out
+    }
+
+    /// This config with `pki_dir` resolved against `base_dir` (the config file's
+    /// directory) when it is relative.
+    pub fn resolved(&self, base_dir: &Path) -> MasterConfig {
+        let mut m = self.clone();
+        if m.pki_dir.is_relative() {
+            m.pki_dir = base_dir.join(&m.pki_dir);
+        }
+        m
+    }
+}
+
 impl Config {
     /// Reads, parses and validates a config file. Inventory files are not read here.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -260,9 +324,9 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Toml {
             path: path.to_owned(),
-            message: e.to_string(),
+            source,
         })?;
         cfg.source = path.to_owned();
         let problems = cfg.problems();
@@ -353,24 +417,17 @@ impl Config {
             bad("http.workers", "must be at least 1".into());
         }
         if self.master.kind == MasterKind::Salt {
-            if self.master.host.as_deref().is_none_or(str::is_empty) {
-                bad(
-                    "master.host",
-                    "required when master.kind is \"salt\"".into(),
-                );
-            }
-            if self.master.auth_concurrency == 0 {
-                bad("master.auth_concurrency", "must be at least 1".into());
-            }
+            out.extend(self.master.salt_problems(&self.source));
         }
         if !self.http.listen.ip().is_loopback() && self.http.token_file.is_none() {
-            bad(
-                "http.token_file",
-                format!(
+            out.push(Problem {
+                file: self.source.clone(),
+                field: "http.token_file".into(),
+                message: format!(
                     "required when http.listen ({}) is not a loopback address",
                     self.http.listen
                 ),
-            );
+            });
         }
         out
     }
@@ -444,5 +501,72 @@ mod tests {
         let c = parse("[fleet]\njob_timeout = \"1m 30s\"\n").unwrap();
         assert_eq!(c.fleet.job_timeout, Duration::from_secs(90));
         assert!(parse("[fleet]\njob_timeout = \"soon\"\n").is_err());
+    }
+
+    /// The one master config: Salt defaults, unknown keys refused, and one validation
+    /// that the config file and the link both use.
+    #[test]
+    fn master_config_defaults_unknown_keys_and_validation() {
+        let c = parse(
+            "[master]\nkind = \"salt\"\nhost = \"m\"\npki_dir = \"/tmp/p\"\nauth_retry = \"3s\"\n",
+        )
+        .unwrap()
+        .master;
+        assert_eq!(c.publish_port, 4505);
+        assert_eq!(c.ret_port, 4506);
+        assert_eq!(c.auth_concurrency, 32);
+        assert_eq!(c.auth_retry, Duration::from_secs(3));
+        assert_eq!(c.request_timeout, Duration::from_secs(60));
+        assert_eq!(c.return_retries, 5);
+        assert!(c.salt_problems(Path::new("")).is_empty());
+        let e = parse("[master]\nhost = \"m\"\nx = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains('x'), "{e}");
+        let bad = MasterConfig {
+            host: Some(String::new()),
+            auth_concurrency: 0,
+            request_timeout: Duration::ZERO,
+            ..c.clone()
+        };
+        let fields: Vec<_> = bad
+            .salt_problems(Path::new(""))
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "master.host",
+                "master.auth_concurrency",
+                "master.request_timeout"
+            ]
+        );
+        match parse("[master]\nkind = \"salt\"\nauth_concurrency = 0\n") {
+            Err(ConfigError::Invalid(p)) => {
+                let fields: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
+                assert_eq!(fields, ["master.host", "master.auth_concurrency"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Settings for a Salt master are not checked while the master is local.
+        assert!(parse("[master]\nauth_concurrency = 0\n").is_ok());
+        let rel = MasterConfig {
+            pki_dir: "pki".into(),
+            ..c
+        };
+        assert_eq!(
+            rel.resolved(Path::new("/etc/drover")).pki_dir,
+            Path::new("/etc/drover/pki")
+        );
+        assert_eq!(
+            MasterConfig {
+                pki_dir: "/abs".into(),
+                ..rel
+            }
+            .resolved(Path::new("/etc/drover"))
+            .pki_dir,
+            Path::new("/abs")
+        );
     }
 }

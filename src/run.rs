@@ -29,18 +29,18 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// Process exit code: 64 (EX_USAGE) for a bad config, as linkerd2-proxy does;
-    /// 69 (EX_UNAVAILABLE) when a listener cannot be bound; 70 otherwise.
+    /// Process exit code, from the error's type: 64 (EX_USAGE) for a bad config, as
+    /// linkerd2-proxy does; 69 (EX_UNAVAILABLE) when a listener or the master cannot
+    /// be reached; 70 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Config(_) => 64,
+            RunError::Config(e) => e.exit_code(),
             RunError::Http(
                 HttpError::Token(_) | HttpError::EmptyToken(_) | HttpError::NoTokenOffLoopback(_),
             ) => 64,
             RunError::Http(HttpError::Bind { .. }) => 69,
             RunError::Fleet(_) => 70,
-            RunError::Salt(e) if e.kind() == "config" || e.kind() == "key" => 64,
-            RunError::Salt(_) => 69,
+            RunError::Salt(e) => e.exit_code(),
         }
     }
 }
@@ -87,7 +87,8 @@ impl Daemon {
         let fleet = Fleet::start(cfg.fleet.clone(), inventory).await?;
         let salt = match cfg.master.kind {
             MasterKind::Salt => {
-                let link = crate::master::salt::start(salt_config(cfg)).await?;
+                let master = cfg.master.resolved(&cfg.base_dir);
+                let link = crate::master::salt::start(&master, &fleet).await?;
                 Some(crate::master::bridge::spawn(link, fleet.clone()))
             }
             MasterKind::Local => None,
@@ -147,27 +148,6 @@ impl Daemon {
             }
         }
         stop_parts(&fleet, &handle, grace, salt).await;
-    }
-}
-
-/// The link settings from `[master]`, with `pki_dir` resolved against the config.
-fn salt_config(cfg: &Config) -> crate::master::salt::SaltConfig {
-    let m = &cfg.master;
-    let pki_dir = if m.pki_dir.is_absolute() {
-        m.pki_dir.clone()
-    } else {
-        cfg.base_dir.join(&m.pki_dir)
-    };
-    crate::master::salt::SaltConfig {
-        host: m.host.clone().unwrap_or_default(),
-        publish_port: m.publish_port,
-        ret_port: m.ret_port,
-        pki_dir,
-        per_device_keys: m.per_device_keys,
-        auth_concurrency: m.auth_concurrency,
-        auth_retry: m.auth_retry,
-        request_timeout: m.request_timeout,
-        return_retries: m.return_retries,
     }
 }
 

@@ -24,7 +24,8 @@ use tracing::{debug, warn};
 
 use super::device::{DeviceActor, Execute};
 use super::registry::Registry;
-use super::target::{Candidate, Target, TargetError};
+use super::running::{RunningGuard, RunningJobs};
+use super::target::{Candidate, Target, TargetError, TargetType};
 use crate::config::FleetConfig;
 use crate::functions;
 use crate::job::{Args, Jid, Job, JobRequest, Outcome, Return, Tgt};
@@ -101,6 +102,7 @@ pub struct StopAccepting;
 
 pub struct DispatcherActor {
     registry: Arc<Registry>,
+    running: Arc<RunningJobs>,
     cfg: Arc<FleetConfig>,
     in_flight: Arc<Semaphore>,
     accepting: bool,
@@ -109,10 +111,15 @@ pub struct DispatcherActor {
 }
 
 impl DispatcherActor {
-    pub fn new(registry: Arc<Registry>, cfg: Arc<FleetConfig>) -> DispatcherActor {
+    pub fn new(
+        registry: Arc<Registry>,
+        running: Arc<RunningJobs>,
+        cfg: Arc<FleetConfig>,
+    ) -> DispatcherActor {
         let permits = cfg.max_in_flight.max(1);
         DispatcherActor {
             registry,
+            running,
             cfg,
             in_flight: Arc::new(Semaphore::new(permits)),
             accepting: true,
@@ -122,32 +129,43 @@ impl DispatcherActor {
     }
 
     fn resolve(&self, req: &JobRequest) -> Result<Vec<String>, DispatchError> {
-        let target = match &req.tgt {
-            Tgt::Expr(e) => Target::parse(e, req.tgt_type)?,
-            Tgt::List(ids) => Target::parse_list(ids),
-        };
-        let mut ids: Vec<String> = if let Some(list) = target.as_list() {
-            list.iter()
-                .filter(|id| self.registry.get(id).is_some())
-                .cloned()
-                .collect()
-        } else {
-            self.registry
-                .iter()
-                .filter(|e| {
-                    target.matches(&Candidate {
-                        id: e.key(),
-                        grains: &e.grains,
-                        address: e.address,
-                    })
-                })
-                .map(|e| e.key().to_string())
-                .collect()
-        };
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(ids)
+        Ok(resolve(&self.registry, &req.tgt, req.tgt_type)?)
     }
+}
+
+/// The devices of `registry` that a target selects, sorted and without duplicates.
+/// The dispatcher's own resolution, so a master that asks who a target means gets
+/// the devices a job would run on.
+pub fn resolve(
+    registry: &Registry,
+    tgt: &Tgt,
+    tgt_type: TargetType,
+) -> Result<Vec<String>, TargetError> {
+    let target = match tgt {
+        Tgt::Expr(e) => Target::parse(e, tgt_type)?,
+        Tgt::List(ids) => Target::parse_list(ids),
+    };
+    let mut ids: Vec<String> = if let Some(list) = target.as_list() {
+        list.iter()
+            .filter(|id| registry.get(id).is_some())
+            .cloned()
+            .collect()
+    } else {
+        registry
+            .iter()
+            .filter(|e| {
+                target.matches(&Candidate {
+                    id: e.key(),
+                    grains: &e.grains,
+                    address: e.address,
+                })
+            })
+            .map(|e| e.key().to_string())
+            .collect()
+    };
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 impl Actor for DispatcherActor {
@@ -204,9 +222,14 @@ impl Handler<SubmitJob> for DispatcherActor {
             .max(1);
         let (tx, rx) = mpsc::channel(256.min(minions.len().max(1)));
         debug!(jid = %jid, fun = %job.fun, targets = minions.len(), "Job accepted.");
+        let targets: Arc<[String]> = minions.clone().into();
+        let running = self
+            .running
+            .start(job.clone(), req.tgt, req.tgt_type, targets.clone());
         let run = JobRun {
             job,
-            targets: minions.clone(),
+            targets,
+            running,
             registry: self.registry.clone(),
             in_flight: self.in_flight.clone(),
             window,
@@ -238,7 +261,9 @@ impl Handler<StopAccepting> for DispatcherActor {
 /// One job in progress.
 struct JobRun {
     job: Arc<Job>,
-    targets: Vec<String>,
+    targets: Arc<[String]>,
+    /// This job's entry among the running jobs; a device leaves it with its return.
+    running: RunningGuard,
     registry: Arc<Registry>,
     in_flight: Arc<Semaphore>,
     window: usize,
@@ -261,6 +286,7 @@ impl JobRun {
         let fun_label = functions::metric_label(&self.job.fun);
         let deliver = |r: Return, outcomes: &mut Outcomes| {
             outcomes.add(r.outcome);
+            self.running.answered(&r.id);
             metrics::counter!(telemetry::DEVICE_RETURNS, "outcome" => r.outcome.as_str())
                 .increment(1);
             let tx = self.tx.clone();

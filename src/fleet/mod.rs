@@ -4,6 +4,7 @@
 pub mod device;
 pub mod dispatcher;
 pub mod registry;
+pub mod running;
 pub mod supervisor;
 pub mod target;
 
@@ -18,6 +19,7 @@ use crate::inventory::Inventory;
 use crate::telemetry::{RuntimeGuard, RuntimeKind};
 use dispatcher::{DispatchError, DispatcherActor, JobHandle, StopAccepting, SubmitJob};
 use registry::{DeviceState, Registry};
+use running::RunningJobs;
 use supervisor::{ApplyInventory, Diff, StopAll, SupervisorActor};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,8 @@ pub enum FleetError {
 #[derive(Clone)]
 pub struct Fleet {
     pub registry: Arc<Registry>,
+    /// Jobs in progress and the devices that still owe each a return.
+    pub running: Arc<RunningJobs>,
     pub supervisor: Addr<SupervisorActor>,
     pub dispatcher: Addr<DispatcherActor>,
     arbiters: Arc<Arbiters>,
@@ -102,9 +106,11 @@ impl Fleet {
             SupervisorActor::new(sup_registry, sup_cfg, drivers, handles)
         });
         let disp_registry = registry.clone();
+        let running = RunningJobs::new();
+        let disp_running = running.clone();
         let disp_cfg = cfg.clone();
         let dispatcher = DispatcherActor::start_in_arbiter(&control.handle(), move |_| {
-            DispatcherActor::new(disp_registry, disp_cfg)
+            DispatcherActor::new(disp_registry, disp_running, disp_cfg)
         });
         let mut guards = Vec::with_capacity(n + 1);
         for a in &device_arbiters {
@@ -115,6 +121,7 @@ impl Fleet {
         arbiters.push(control);
         let fleet = Fleet {
             registry,
+            running,
             supervisor,
             dispatcher,
             arbiters: Arc::new(Arbiters {

@@ -1,7 +1,8 @@
 //! Connects a remote master link (Salt) to the fleet: it announces every device id
-//! with its grains to the link, turns each verified publication into a job for the
-//! dispatcher, and hands every device's return back to the link. The dispatcher never
-//! learns which master a job came from.
+//! to the link (again when its grains change; the link reads them from the
+//! registry), turns each verified publication into a job for the dispatcher, and
+//! hands every device's return back to the link. The dispatcher never learns which
+//! master a job came from.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::fleet::target::TargetType;
+use crate::fleet::target::{TargetError, TargetType};
 use crate::fleet::{Fleet, FleetError};
 use crate::job::{Jid, JobRequest, Tgt};
 use crate::master::salt::{LinkCommand, PublishedJob, SaltLink, SaltReturn, ShutdownHandle};
@@ -47,6 +48,7 @@ async fn run(
                 Ok(mut handle) => {
                     let returns = returns.clone();
                     let fun_args = job.arg.clone();
+                    let user = job.user.clone();
                     tokio::spawn(async move {
                         while let Some(r) = handle.returns.recv().await {
                             let ret = SaltReturn {
@@ -57,6 +59,7 @@ async fn run(
                                 ret: r.ret,
                                 retcode: r.retcode,
                                 success: r.success,
+                                user: user.clone(),
                             };
                             if returns.send(ret).await.is_err() {
                                 warn!("Salt link closed; returns dropped.");
@@ -79,6 +82,7 @@ async fn run(
                                 ret: Value::String(d.to_string()),
                                 retcode: crate::job::RETCODE_UNAVAILABLE,
                                 success: false,
+                                user: job.user.clone(),
                             };
                             if returns.send(ret).await.is_err() {
                                 break;
@@ -97,11 +101,27 @@ async fn run(
     announcer.abort();
 }
 
-fn to_request(job: &PublishedJob) -> Result<JobRequest, String> {
-    let tgt_type: TargetType = job
-        .tgt_type
-        .parse()
-        .map_err(|e| format!("target type {:?}: {e}", job.tgt_type))?;
+/// Why a publication cannot become a job.
+#[derive(Debug, thiserror::Error)]
+enum BadPublication {
+    #[error("target type {tgt_type:?}: {source}")]
+    TargetType {
+        tgt_type: String,
+        #[source]
+        source: TargetError,
+    },
+    #[error("target {0} is neither a string nor a list")]
+    Target(Value),
+}
+
+fn to_request(job: &PublishedJob) -> Result<JobRequest, BadPublication> {
+    let tgt_type: TargetType =
+        job.tgt_type
+            .parse()
+            .map_err(|source| BadPublication::TargetType {
+                tgt_type: job.tgt_type.clone(),
+                source,
+            })?;
     let tgt = match &job.tgt {
         Value::String(s) => Tgt::Expr(s.clone()),
         Value::Array(a) => Tgt::List(
@@ -109,7 +129,7 @@ fn to_request(job: &PublishedJob) -> Result<JobRequest, String> {
                 .filter_map(|v| v.as_str().map(str::to_owned))
                 .collect(),
         ),
-        other => return Err(format!("target {other} is neither a string nor a list")),
+        other => return Err(BadPublication::Target(other.clone())),
     };
     Ok(JobRequest {
         tgt,
@@ -123,8 +143,9 @@ fn to_request(job: &PublishedJob) -> Result<JobRequest, String> {
     })
 }
 
-/// Keeps the link's view of ids and grains equal to the registry's: every change of
-/// the registry is diffed by grains pointer, so only new or changed devices are sent.
+/// Keeps the link's set of ids equal to the registry's and tells it whose grains
+/// changed: every change of the registry is diffed (by grains pointer, then by
+/// content), so only new devices and real grains changes are sent.
 async fn announce(fleet: Fleet, commands: mpsc::Sender<LinkCommand>) {
     let mut sent: HashMap<String, Arc<Value>> = HashMap::new();
     let mut seen_version = u64::MAX;
@@ -140,12 +161,12 @@ async fn announce(fleet: Fleet, commands: mpsc::Sender<LinkCommand>) {
             current.insert(e.key().to_string(), e.grains.clone());
         }
         for (id, grains) in &current {
-            let changed = sent.get(id).is_none_or(|g| !Arc::ptr_eq(g, grains));
+            // A periodic grains refresh makes a new value that is often equal.
+            let changed = sent
+                .get(id)
+                .is_none_or(|g| !Arc::ptr_eq(g, grains) && g != grains);
             if changed {
-                let cmd = LinkCommand::Upsert {
-                    id: id.clone(),
-                    grains: (**grains).clone(),
-                };
+                let cmd = LinkCommand::Upsert { id: id.clone() };
                 if commands.send(cmd).await.is_err() {
                     return;
                 }

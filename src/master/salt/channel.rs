@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::crypto::{self, Crypticle};
 use super::envelope::{as_bytes, as_text, get, unpack};
+use super::events;
 use super::keys::MinionKey;
 use super::SaltError;
 
@@ -137,8 +138,7 @@ impl ReqChannel {
             .map_err(|_| SaltError::Closed)?;
         let (tx, rx) = oneshot::channel();
         lock(&sock.pending).insert(nonce.to_owned(), Entry { expect, tx });
-        metrics::counter!("drover_master_messages_total", "direction" => "out", "kind" => kind)
-            .increment(1);
+        events::sent(kind);
         if sock.tx.send(body).await.is_err() {
             lock(&sock.pending).remove(nonce);
             return Err(SaltError::Closed);
@@ -159,12 +159,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn reject(reason: &'static str) {
-    metrics::counter!("drover_master_rejected_total", "reason" => reason).increment(1);
-}
-
-fn received(kind: &'static str) {
-    metrics::counter!("drover_master_messages_total", "direction" => "in", "kind" => kind)
-        .increment(1);
+    events::Rejected { reason }.emit();
 }
 
 async fn reader(
@@ -204,7 +199,7 @@ async fn reader(
             if let (Some(text), 1) = (text, p.len()) {
                 if let Some(key) = p.keys().next().cloned() {
                     if let Some(e) = p.remove(&key) {
-                        received("error");
+                        events::received("error");
                         let _ = e.tx.send(Reply::Error(text));
                         continue;
                     }
@@ -248,7 +243,7 @@ fn match_clear(pending: &Pending, env: Value) -> bool {
     let Some(key) = key else { return false };
     match p.remove(&key) {
         Some(e) if matches!(e.expect, Expect::Clear) => {
-            received("auth_reply");
+            events::received("auth_reply");
             let _ = e.tx.send(Reply::Clear(env));
             true
         }
@@ -284,7 +279,7 @@ fn match_aes(pending: &Pending, _body: &[u8], v: &Value) -> bool {
     };
     match unpack(&payload) {
         Ok(val) => {
-            received("aes_reply");
+            events::received("aes_reply");
             let _ = e.tx.send(Reply::Aes(val));
         }
         Err(_) => {
@@ -351,11 +346,47 @@ fn match_private(pending: &Pending, v: &Value, master: Option<&PublicKey>) -> bo
         };
         let mut p = lock(pending);
         if let Some(e) = p.remove(nonce) {
-            received("private_reply");
+            events::received("private_reply");
             let pillar = get(&inner, "pillar").cloned().unwrap_or(Value::Nil);
             let _ = e.tx.send(Reply::Private(pillar));
             return true;
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request the master never answers gives up at its own bound (shorter than
+    /// the channel's, as `_auth` does) and leaves nothing pending. Paused clock: the
+    /// ten seconds pass at once.
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_request_times_out_at_its_bound() {
+        let master_pub = Arc::new(std::sync::RwLock::new(None));
+        let (chan, mut ends, _readers) = ReqChannel::new(1, Duration::from_secs(60), master_pub);
+        let (mut out_rx, _in_tx) = ends.remove(0);
+        let t0 = tokio::time::Instant::now();
+        let r = chan
+            .request_within(
+                b"body".to_vec(),
+                "n1",
+                Expect::Clear,
+                "auth",
+                Duration::from_secs(10),
+            )
+            .await;
+        assert!(matches!(r, Err(SaltError::Timeout)), "{r:?}");
+        assert_eq!(t0.elapsed(), Duration::from_secs(10));
+        assert_eq!(out_rx.recv().await.as_deref(), Some(&b"body"[..]));
+        assert!(lock(&chan.sockets[0].pending).is_empty());
+        // Without its own bound, a request waits for the channel's.
+        let t0 = tokio::time::Instant::now();
+        let r = chan
+            .request(b"body".to_vec(), "n2", Expect::Clear, "auth")
+            .await;
+        assert!(matches!(r, Err(SaltError::Timeout)), "{r:?}");
+        assert_eq!(t0.elapsed(), Duration::from_secs(60));
+    }
 }

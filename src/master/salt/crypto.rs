@@ -29,7 +29,9 @@ pub enum CryptoError {
     #[error("reply nonce mismatch")]
     Nonce,
     #[error("RSA operation failed: {0}")]
-    Rsa(String),
+    Rsa(#[source] rsa::Error),
+    #[error("RSA integer encoding failed: {0}")]
+    Integer(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("X9.31 data too long for the key")]
     X931TooLong,
     #[error("X9.31 encoding invalid")]
@@ -207,8 +209,7 @@ fn unreachable_hmac() -> ! {
 
 /// OAEP encryption with MGF1-SHA-1 and no label.
 pub fn oaep_encrypt(key: &PublicKey, plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    key.oaep_encrypt::<Sha1>(plain)
-        .map_err(|e| CryptoError::Rsa(e.to_string()))
+    key.oaep_encrypt::<Sha1>(plain).map_err(CryptoError::Rsa)
 }
 
 /// OAEP decryption (`OAEP-SHA1` or `OAEP-SHA224`).
@@ -218,13 +219,12 @@ pub fn oaep_decrypt(key: &PrivateKey, algo: &str, ct: &[u8]) -> Result<Vec<u8>, 
         "OAEP-SHA224" => key.oaep_decrypt::<Sha224>(ct),
         other => return Err(CryptoError::Algorithm(other.to_owned())),
     }
-    .map_err(|e| CryptoError::Rsa(e.to_string()))
+    .map_err(CryptoError::Rsa)
 }
 
 /// RSASSA-PKCS1-v1_5 signature with SHA-1.
 pub fn sign_sha1(key: &PrivateKey, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    key.pkcs1v15_sign::<Sha1>(msg)
-        .map_err(|e| CryptoError::Rsa(e.to_string()))
+    key.pkcs1v15_sign::<Sha1>(msg).map_err(CryptoError::Rsa)
 }
 
 /// Verifies an RSASSA-PKCS1-v1_5 signature (`PKCS1v15-SHA1` or `PKCS1v15-SHA224`).
@@ -234,7 +234,7 @@ pub fn verify(key: &PublicKey, algo: &str, msg: &[u8], sig: &[u8]) -> Result<(),
         "PKCS1v15-SHA224" => key.pkcs1v15_verify::<Sha224>(msg, sig),
         other => return Err(CryptoError::Algorithm(other.to_owned())),
     }
-    .map_err(|e| CryptoError::Rsa(e.to_string()))
+    .map_err(CryptoError::Rsa)
 }
 
 /// SHA-256 hex digest.
@@ -278,9 +278,9 @@ pub fn x931_sign(key: &PrivateKey, data: &[u8]) -> Result<Vec<u8>, CryptoError> 
     let n = key.n().as_ref();
     let precision = n.bits_precision();
     let m =
-        BoxedUint::from_be_slice(&em, precision).map_err(|e| CryptoError::Rsa(e.to_string()))?;
+        BoxedUint::from_be_slice(&em, precision).map_err(|e| CryptoError::Integer(Box::new(e)))?;
     let mut rng = rand::rng();
-    let s = rsa_decrypt(Some(&mut rng), key, &m).map_err(|e| CryptoError::Rsa(e.to_string()))?;
+    let s = rsa_decrypt(Some(&mut rng), key, &m).map_err(CryptoError::Rsa)?;
     let alt = n.wrapping_sub(&s);
     let s_bytes = to_fixed(&s, k);
     let alt_bytes = to_fixed(&alt, k);
@@ -304,7 +304,7 @@ pub fn x931_recover(key: &PublicKey, sig: &[u8]) -> Result<Vec<u8>, CryptoError>
     if s >= *n {
         return Err(CryptoError::X931Invalid);
     }
-    let m = rsa_encrypt(key, &s).map_err(|e| CryptoError::Rsa(e.to_string()))?;
+    let m = rsa_encrypt(key, &s).map_err(CryptoError::Rsa)?;
     let mut em = to_fixed(&m, k);
     if em.last().map(|b| b & 0x0f) != Some(12) {
         em = to_fixed(&n.wrapping_sub(&m), k);

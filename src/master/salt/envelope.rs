@@ -293,6 +293,21 @@ pub fn split_args(
     (positional, kwarg)
 }
 
+/// The inverse of [`split_args`]: Salt's packed argument list, keyword arguments in
+/// a trailing `{"__kwarg__": true, ...}` map (none when there are none).
+pub fn join_args(
+    arg: &[serde_json::Value],
+    kwarg: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    let mut out = arg.to_vec();
+    if !kwarg.is_empty() {
+        let mut packed = kwarg.clone();
+        packed.insert("__kwarg__".to_owned(), serde_json::Value::Bool(true));
+        out.push(serde_json::Value::Object(packed));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,5 +468,18 @@ mod tests {
     fn json_round_trip() {
         let j = serde_json::json!({"a": [1, -2, 2.5, null, true, "x"], "b": {"c": "d"}});
         assert_eq!(to_json(&from_json(&j)), j);
+    }
+
+    #[test]
+    fn packed_arguments_round_trip() {
+        let packed = vec![
+            serde_json::json!("a"),
+            serde_json::json!(8),
+            serde_json::json!({"__kwarg__": true, "name": "x"}),
+        ];
+        let (arg, kwarg) = split_args(&packed);
+        assert_eq!(arg, [serde_json::json!("a"), serde_json::json!(8)]);
+        assert_eq!(join_args(&arg, &kwarg), packed);
+        assert_eq!(join_args(&arg, &serde_json::Map::new()), arg);
     }
 }

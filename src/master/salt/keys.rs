@@ -22,11 +22,17 @@ pub enum KeyError {
     #[error("key file {0} is not a valid RSA key")]
     Parse(PathBuf),
     #[error("key generation failed: {0}")]
-    Generate(String),
+    Generate(#[source] rsa::Error),
+    #[error("key encoding failed: {0}")]
+    Encode(#[source] rsa::pkcs1::Error),
+    #[error("public key encoding failed: {0}")]
+    EncodePublic(#[source] rsa::pkcs8::spki::Error),
+    #[error("key token signing failed: {0}")]
+    Token(#[source] crypto::CryptoError),
     #[error("invalid minion id for a key directory")]
     InvalidId,
     #[error("key task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
     /// A key file others can read, or a failed atomic write.
     #[error(transparent)]
     File(#[from] crate::secrets::SecretFileError),
@@ -84,10 +90,8 @@ pub fn load_or_create(dir: &Path) -> Result<MinionKey, KeyError> {
     } else {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut rng = rand::rng();
-        let key = PrivateKey::new(&mut rng, 2048).map_err(|e| KeyError::Generate(e.to_string()))?;
-        let pem = key
-            .to_pkcs1_pem(LineEnding::LF)
-            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        let key = PrivateKey::new(&mut rng, 2048).map_err(KeyError::Generate)?;
+        let pem = key.to_pkcs1_pem(LineEnding::LF).map_err(KeyError::Encode)?;
         write_private(&pem_path, pem.as_bytes())?;
         tracing::info!(dir = %dir.display(), "Generated minion key pair.");
         key
@@ -95,12 +99,11 @@ pub fn load_or_create(dir: &Path) -> Result<MinionKey, KeyError> {
     let pub_pem = private
         .as_public_key()
         .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| KeyError::Generate(e.to_string()))?;
+        .map_err(KeyError::EncodePublic)?;
     if !pub_path.exists() {
         write_private(&pub_path, pub_pem.as_bytes())?;
     }
-    let tok =
-        crypto::x931_sign(&private, b"salt").map_err(|e| KeyError::Generate(e.to_string()))?;
+    let tok = crypto::x931_sign(&private, b"salt").map_err(KeyError::Token)?;
     Ok(MinionKey {
         private,
         pub_pem: clean_key(&pub_pem),
@@ -112,7 +115,7 @@ pub fn load_or_create(dir: &Path) -> Result<MinionKey, KeyError> {
 pub async fn load_or_create_async(dir: PathBuf) -> Result<Arc<MinionKey>, KeyError> {
     tokio::task::spawn_blocking(move || load_or_create(&dir).map(Arc::new))
         .await
-        .map_err(|e| KeyError::Task(e.to_string()))?
+        .map_err(KeyError::Task)?
 }
 
 /// The cached master public key, if any.

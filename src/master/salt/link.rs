@@ -1,30 +1,37 @@
 //! The link engine: per-id authentication and grains reporting, the verified publication
-//! stream, the link's own table of handed-out jobs (answers `saltutil.find_job` /
-//! `saltutil.running` itself), and returns with re-auth and retries.
+//! stream, answers to `saltutil.find_job` / `running` / `is_running` (from the fleet's
+//! running jobs, so they agree with what the dispatcher runs), and returns with
+//! re-auth and retries. Ids and grains are the fleet's: the link keeps only its own
+//! per-id session state.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::RngExt as _;
 use rmpv::Value;
 use rsa::PublicKey;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::auth::{self, AuthOutcome, ENC_ALGO, SIG_ALGO};
 use super::channel::{Expect, Reply, ReqChannel};
 use super::crypto::{self, Crypticle};
 use super::envelope::{self, as_text, from_json, get, map, pack, to_json, EnvelopeError};
+use super::events;
 use super::keys::{self, MinionKey};
-use super::matcher;
 use super::transport::{endpoint, SubEvent, Transport, Worker};
-use super::{LinkCommand, PublishedJob, SaltConfig, SaltError, SaltReturn};
+use super::{LinkCommand, PublishedJob, SaltError, SaltReturn};
+use crate::config::MasterConfig;
+use crate::fleet::registry::Registry;
+use crate::fleet::running::{RunningJob, RunningJobs};
+use crate::fleet::target::TargetType;
+use crate::fleet::Fleet;
+use crate::job::Tgt;
 use crate::telemetry;
 
-/// How long a handed-out job counts as running for ids that have not returned.
-const JOB_TTL: Duration = Duration::from_secs(3600);
 /// Recently seen jids (duplicate copies under `zmq_filtering`).
 const RECENT_JIDS: usize = 4096;
 /// Returns being sent at once.
@@ -48,8 +55,9 @@ enum IdState {
     Accepted,
 }
 
+/// The link's own state of one id: its key and session. Its grains are read from
+/// the registry when they are reported.
 struct IdEntry {
-    grains: serde_json::Value,
     key: Option<Arc<MinionKey>>,
     session: Option<Crypticle>,
     /// Bumped on every successful auth.
@@ -60,17 +68,13 @@ struct IdEntry {
     incarnation: u64,
 }
 
-struct JobRec {
-    info: serde_json::Map<String, serde_json::Value>,
-    tgt: serde_json::Value,
-    tgt_type: String,
-    started: Instant,
-    returned: HashSet<String>,
-}
-
 struct Shared {
-    cfg: SaltConfig,
+    cfg: MasterConfig,
     master_label: String,
+    /// The fleet's devices: grains to report, targets to resolve.
+    registry: Arc<Registry>,
+    /// The fleet's running jobs, for `saltutil.find_job` and friends.
+    running: Arc<RunningJobs>,
     chan: ReqChannel,
     shared_key: tokio::sync::OnceCell<Arc<MinionKey>>,
     master_pub: Arc<RwLock<Option<(PublicKey, String)>>>,
@@ -80,7 +84,6 @@ struct Shared {
     ids: Mutex<HashMap<String, IdEntry>>,
     incarnations: Mutex<u64>,
     auth_sem: Semaphore,
-    jobs: Mutex<HashMap<String, JobRec>>,
     recent: Mutex<(VecDeque<String>, HashSet<String>)>,
     local_ip: Option<String>,
     last_pub_reauth: Mutex<Option<Instant>>,
@@ -114,8 +117,11 @@ impl Shutdown {
             }
         })
         .await;
-        metrics::gauge!("drover_master_connected", "master" => self.shared.master_label.clone())
-            .set(0.0);
+        events::Connection {
+            master: &self.shared.master_label,
+            up: false,
+        }
+        .emit();
         tracing::info!(master = %self.shared.master_label, "Salt link stopped.");
     }
 }
@@ -133,7 +139,7 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 fn reject(reason: &'static str) {
-    metrics::counter!("drover_master_rejected_total", "reason" => reason).increment(1);
+    events::Rejected { reason }.emit();
 }
 
 fn now_secs() -> u64 {
@@ -156,27 +162,32 @@ async fn local_ip_towards(host: &str, port: u16) -> Option<String> {
     Some(sock.local_addr().ok()?.ip().to_string())
 }
 
+/// Starts the link; `cfg` has been validated by the caller.
 pub async fn start(
-    cfg: SaltConfig,
+    cfg: MasterConfig,
+    fleet: &Fleet,
     transport: Arc<dyn Transport>,
 ) -> Result<super::SaltLink, SaltError> {
-    let master_label = format!("{}:{}", cfg.host, cfg.ret_port);
-    metrics::gauge!("drover_master_connected", "master" => master_label.clone()).set(0.0);
+    let host = cfg.host.clone().unwrap_or_default();
+    let master_label = format!("{host}:{}", cfg.ret_port);
+    metrics::gauge!(telemetry::MASTER_CONNECTED, "master" => master_label.clone()).set(0.0);
     let master_pub = Arc::new(RwLock::new(None));
     let (chan, ends, mut tasks) = ReqChannel::new(DEALERS, cfg.request_timeout, master_pub.clone());
     let mut workers = Vec::new();
     for (out_rx, in_tx) in ends {
-        workers.push(transport.dealer(endpoint(&cfg.host, cfg.ret_port), out_rx, in_tx)?);
+        workers.push(transport.dealer(endpoint(&host, cfg.ret_port), out_rx, in_tx)?);
     }
     let (sub_tx, sub_rx) = mpsc::channel(1024);
-    workers.push(transport.subscribe(endpoint(&cfg.host, cfg.publish_port), sub_tx)?);
+    workers.push(transport.subscribe(endpoint(&host, cfg.publish_port), sub_tx)?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let local_ip = local_ip_towards(&cfg.host, cfg.ret_port).await;
+    let local_ip = local_ip_towards(&host, cfg.ret_port).await;
     let shared = Arc::new(Shared {
         auth_sem: Semaphore::new(cfg.auth_concurrency),
         cfg,
         master_label,
+        registry: fleet.registry.clone(),
+        running: fleet.running.clone(),
         chan,
         shared_key: tokio::sync::OnceCell::new(),
         master_pub,
@@ -185,7 +196,6 @@ pub async fn start(
         signed_seen: AtomicBool::new(false),
         ids: Mutex::new(HashMap::new()),
         incarnations: Mutex::new(0),
-        jobs: Mutex::new(HashMap::new()),
         recent: Mutex::new((VecDeque::new(), HashSet::new())),
         local_ip,
         last_pub_reauth: Mutex::new(None),
@@ -198,7 +208,7 @@ pub async fn start(
         Ok(Ok(Some(k))) => *write(&shared.master_pub) = Some(k),
         Ok(Ok(None)) => {}
         Ok(Err(e)) => return Err(e.into()),
-        Err(e) => return Err(SaltError::Config(format!("key task: {e}"))),
+        Err(e) => return Err(SaltError::Task(e)),
     }
 
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
@@ -230,7 +240,7 @@ async fn command_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<LinkCommand>) 
         };
         let Some(cmd) = cmd else { return };
         match cmd {
-            LinkCommand::Upsert { id, grains } => upsert(&shared, id, grains),
+            LinkCommand::Upsert { id } => upsert(&shared, id),
             LinkCommand::Remove { id } => {
                 lock(&shared.ids).remove(&id);
                 tracing::debug!(id = %id, "Minion id removed.");
@@ -239,19 +249,18 @@ async fn command_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<LinkCommand>) 
     }
 }
 
-fn upsert(shared: &Arc<Shared>, id: String, grains: serde_json::Value) {
+/// A new id starts authenticating; a known one that is accepted reports its grains
+/// again (the bridge upserts a known id only when its grains changed).
+fn upsert(shared: &Arc<Shared>, id: String) {
     if !keys::valid_id(&id) {
         tracing::warn!(id = %id, "Invalid minion id ignored.");
         reject("invalid_id");
         return;
     }
-    let grains = complete_grains(shared, &id, grains);
     let mut ids = lock(&shared.ids);
     match ids.get_mut(&id) {
         Some(e) => {
-            let changed = e.grains != grains;
-            e.grains = grains;
-            if changed && e.state == IdState::Accepted {
+            if e.state == IdState::Accepted {
                 tokio::spawn(send_grains(shared.clone(), id));
             }
         }
@@ -264,7 +273,6 @@ fn upsert(shared: &Arc<Shared>, id: String, grains: serde_json::Value) {
             ids.insert(
                 id.clone(),
                 IdEntry {
-                    grains,
                     key: None,
                     session: None,
                     session_gen: 0,
@@ -278,10 +286,11 @@ fn upsert(shared: &Arc<Shared>, id: String, grains: serde_json::Value) {
     }
 }
 
-/// Adds `id` and `ipv4` (the address the master sees) so targeting and `manage.up` work.
-fn complete_grains(shared: &Shared, id: &str, grains: serde_json::Value) -> serde_json::Value {
+/// The device's grains plus `id` and `ipv4` (the address the master sees), so
+/// targeting and `manage.up` work on the master.
+fn complete_grains(shared: &Shared, id: &str, grains: &serde_json::Value) -> serde_json::Value {
     let mut obj = match grains {
-        serde_json::Value::Object(o) => o,
+        serde_json::Value::Object(o) => o.clone(),
         _ => serde_json::Map::new(),
     };
     obj.entry("id")
@@ -435,7 +444,7 @@ async fn authenticate(shared: &Arc<Shared>, id: &str) -> Result<AuthOutcome, Sal
             r.map(|r| (r, key))
         })
         .await
-        .map_err(|e| SaltError::Protocol(format!("auth task: {e}")))??
+        .map_err(SaltError::Task)??
     };
     let body = req.body.clone();
     let nonce = req.nonce.clone();
@@ -463,7 +472,7 @@ async fn authenticate(shared: &Arc<Shared>, id: &str) -> Result<AuthOutcome, Sal
         )
     })
     .await
-    .map_err(|e| SaltError::Protocol(format!("auth task: {e}")))??;
+    .map_err(SaltError::Task)??;
     if let AuthOutcome::Accepted {
         aes,
         session,
@@ -475,7 +484,7 @@ async fn authenticate(shared: &Arc<Shared>, id: &str) -> Result<AuthOutcome, Sal
             let pem2 = pem.clone();
             tokio::task::spawn_blocking(move || keys::store_master_pub(&pki, &pem2))
                 .await
-                .map_err(|e| SaltError::Protocol(format!("key task: {e}")))??;
+                .map_err(SaltError::Task)??;
             use rsa::pkcs8::DecodePublicKey;
             if let Ok(k) = PublicKey::from_public_key_pem(pem) {
                 *write(&shared.master_pub) = Some((k, pem.clone()));
@@ -496,8 +505,10 @@ fn install_aes(shared: &Shared, aes: &Crypticle) {
     let mut cur = write(&shared.aes);
     if cur.as_ref() != Some(aes) {
         if cur.is_some() {
-            tracing::info!(master = %shared.master_label, "Master AES key rotated.");
-            metrics::counter!(telemetry::MASTER_AES_ROTATIONS).increment(1);
+            events::AesRotated {
+                master: &shared.master_label,
+            }
+            .emit();
         }
         *cur = Some(aes.clone());
         // Each new AES key restarts the publish serial.
@@ -582,11 +593,17 @@ async fn wait_session(shared: &Shared, id: &str, seen_gen: Option<u64>, limit: D
     }
 }
 
-/// Reports the id's grains (`_pillar` fills the master's grains cache) and a start event.
+/// Reports the id's grains as the registry has them now (`_pillar` fills the
+/// master's grains cache) and a start event.
 async fn send_grains(shared: Arc<Shared>, id: String) {
-    let Some(grains) = lock(&shared.ids).get(&id).map(|e| e.grains.clone()) else {
+    if !lock(&shared.ids).contains_key(&id) {
+        return;
+    }
+    // Gone from the registry: its removal from the link is on its way.
+    let Some(grains) = shared.registry.get(&id).map(|e| e.grains.clone()) else {
         return;
     };
+    let grains = complete_grains(&shared, &id, &grains);
     let fields = vec![
         ("grains", from_json(&grains)),
         ("saltenv", Value::Nil),
@@ -642,13 +659,14 @@ async fn publish_loop(
         let Some(ev) = ev else { return };
         match ev {
             SubEvent::Connected(up) => {
-                tracing::info!(master = %shared.master_label, connected = up, "Publish connection state.");
-                metrics::gauge!("drover_master_connected", "master" => shared.master_label.clone())
-                    .set(if up { 1.0 } else { 0.0 });
+                events::Connection {
+                    master: &shared.master_label,
+                    up,
+                }
+                .emit();
             }
             SubEvent::Message(frames) => {
-                metrics::counter!("drover_master_messages_total", "direction" => "in", "kind" => "publish")
-                    .increment(1);
+                events::received("publish");
                 match verify_publish(&shared, &frames).await {
                     Ok(Some(load)) => {
                         if !dispatch(&shared, load, &jobs_tx).await {
@@ -750,20 +768,6 @@ async fn refresh_aes(shared: &Arc<Shared>, old: &Crypticle) -> bool {
     }
 }
 
-fn job_info(load: &Value) -> serde_json::Map<String, serde_json::Value> {
-    let mut info = serde_json::Map::new();
-    for k in ["fun", "arg", "tgt", "tgt_type", "jid", "ret", "user"] {
-        if let Some(v) = get(load, k) {
-            info.insert(k.to_owned(), to_json(v));
-        }
-    }
-    info.insert(
-        "pid".to_owned(),
-        serde_json::Value::from(std::process::id()),
-    );
-    info
-}
-
 /// Routes a verified publication. Returns false when the job receiver is gone.
 async fn dispatch(shared: &Arc<Shared>, load: Value, jobs_tx: &mpsc::Sender<PublishedJob>) -> bool {
     let jid = get(&load, "jid").map(to_json).map(|j| match j {
@@ -805,20 +809,6 @@ async fn dispatch(shared: &Arc<Shared>, load: Value, jobs_tx: &mpsc::Sender<Publ
         answer_internal(shared, &jid, &fun, &arg, &tgt, &tgt_type, user);
         return true;
     }
-    {
-        let mut jobs = lock(&shared.jobs);
-        jobs.retain(|_, j| j.started.elapsed() < JOB_TTL);
-        jobs.insert(
-            jid.clone(),
-            JobRec {
-                info: job_info(&load),
-                tgt: tgt.clone(),
-                tgt_type: tgt_type.clone(),
-                started: Instant::now(),
-                returned: HashSet::new(),
-            },
-        );
-    }
     let (arg, kwarg) = envelope::split_args(&arg);
     let job = PublishedJob {
         jid,
@@ -834,7 +824,8 @@ async fn dispatch(shared: &Arc<Shared>, load: Value, jobs_tx: &mpsc::Sender<Publ
     jobs_tx.send(job).await.is_ok()
 }
 
-/// Answers `saltutil.find_job` / `running` / `is_running` for each managed id targeted.
+/// Answers `saltutil.find_job` / `running` / `is_running` for each authenticated id
+/// the publication targets, resolved as the dispatcher resolves a job's target.
 fn answer_internal(
     shared: &Arc<Shared>,
     jid: &str,
@@ -844,42 +835,22 @@ fn answer_internal(
     tgt_type: &str,
     user: Option<String>,
 ) {
-    let targets: Vec<String> = lock(&shared.ids)
-        .iter()
-        .filter(|(id, e)| {
-            e.state == IdState::Accepted
-                && matcher::matches(tgt, tgt_type, id, &e.grains) == Some(true)
-        })
-        .map(|(id, _)| id.clone())
-        .collect();
+    let targets = match resolve(&shared.registry, tgt, tgt_type) {
+        Some(ids) => ids,
+        None => {
+            tracing::debug!(jid, fun, "Internal publication with an unusable target.");
+            return;
+        }
+    };
+    let targets: Vec<String> = {
+        let ids = lock(&shared.ids);
+        targets
+            .into_iter()
+            .filter(|id| ids.get(id).is_some_and(|e| e.state == IdState::Accepted))
+            .collect()
+    };
     for id in targets {
-        let running = running_for(shared, &id);
-        let ret = match fun {
-            "saltutil.find_job" => {
-                let wanted = arg.first().and_then(|v| v.as_str()).unwrap_or_default();
-                running
-                    .into_iter()
-                    .find(|j| j.get("jid").and_then(|v| v.as_str()) == Some(wanted))
-                    .map_or_else(|| serde_json::json!({}), serde_json::Value::Object)
-            }
-            "saltutil.is_running" => {
-                let pattern = arg.first().and_then(|v| v.as_str()).unwrap_or("*");
-                serde_json::Value::Array(
-                    running
-                        .into_iter()
-                        .filter(|j| {
-                            j.get("fun")
-                                .and_then(|v| v.as_str())
-                                .is_some_and(|f| matcher::glob(pattern, f))
-                        })
-                        .map(serde_json::Value::Object)
-                        .collect(),
-                )
-            }
-            _ => serde_json::Value::Array(
-                running.into_iter().map(serde_json::Value::Object).collect(),
-            ),
-        };
+        let ret = internal_answer(fun, arg, &shared.running.for_device(&id));
         let r = SaltReturn {
             id,
             jid: jid.to_owned(),
@@ -888,25 +859,90 @@ fn answer_internal(
             ret,
             retcode: 0,
             success: true,
+            user: user.clone(),
         };
-        tokio::spawn(send_return(shared.clone(), r, user.clone(), None));
+        tokio::spawn(send_return(shared.clone(), r, None));
     }
 }
 
-fn running_for(shared: &Shared, id: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
-    let grains = lock(&shared.ids)
-        .get(id)
-        .map(|e| e.grains.clone())
-        .unwrap_or_default();
-    lock(&shared.jobs)
-        .values()
-        .filter(|j| {
-            j.started.elapsed() < JOB_TTL
-                && !j.returned.contains(id)
-                && matcher::matches(&j.tgt, &j.tgt_type, id, &grains) != Some(false)
-        })
-        .map(|j| j.info.clone())
-        .collect()
+/// The devices a publication's target means: `None` when it cannot be read.
+fn resolve(registry: &Registry, tgt: &serde_json::Value, tgt_type: &str) -> Option<Vec<String>> {
+    let tgt_type: TargetType = tgt_type.parse().ok()?;
+    let tgt = match tgt {
+        serde_json::Value::String(s) => Tgt::Expr(s.clone()),
+        serde_json::Value::Array(ids) => Tgt::List(
+            ids.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => return None,
+    };
+    crate::fleet::dispatcher::resolve(registry, &tgt, tgt_type).ok()
+}
+
+/// One id's answer to an internal function, from the jobs it still owes a return.
+fn internal_answer(
+    fun: &str,
+    arg: &[serde_json::Value],
+    running: &[Arc<RunningJob>],
+) -> serde_json::Value {
+    let mut jobs = running.iter().map(|j| proc_info(j));
+    match fun {
+        "saltutil.find_job" => {
+            let wanted = arg.first().and_then(|v| v.as_str()).unwrap_or_default();
+            jobs.find(|j| j.get("jid").and_then(|v| v.as_str()) == Some(wanted))
+                .map_or_else(|| serde_json::json!({}), serde_json::Value::Object)
+        }
+        "saltutil.is_running" => {
+            let pattern = arg.first().and_then(|v| v.as_str()).unwrap_or("*");
+            serde_json::Value::Array(
+                jobs.filter(|j| {
+                    j.get("fun")
+                        .and_then(|v| v.as_str())
+                        .is_some_and(|f| fun_matches(pattern, f))
+                })
+                .map(serde_json::Value::Object)
+                .collect(),
+            )
+        }
+        _ => serde_json::Value::Array(jobs.map(serde_json::Value::Object).collect()),
+    }
+}
+
+/// `saltutil.is_running`'s pattern, a shell glob as Salt's `fnmatch`.
+fn fun_matches(pattern: &str, fun: &str) -> bool {
+    crate::fleet::target::glob_matches(pattern, fun)
+}
+
+/// What a minion's proc file holds for a running job: the publication's fields and
+/// the pid running it.
+fn proc_info(j: &RunningJob) -> serde_json::Map<String, serde_json::Value> {
+    let mut info = serde_json::Map::new();
+    info.insert(
+        "fun".to_owned(),
+        serde_json::Value::String(j.job.fun.clone()),
+    );
+    info.insert(
+        "arg".to_owned(),
+        serde_json::Value::Array(envelope::join_args(&j.job.args.arg, &j.job.args.kwarg)),
+    );
+    info.insert(
+        "tgt".to_owned(),
+        serde_json::to_value(&j.tgt).unwrap_or_default(),
+    );
+    info.insert(
+        "tgt_type".to_owned(),
+        serde_json::to_value(j.tgt_type).unwrap_or_default(),
+    );
+    info.insert(
+        "jid".to_owned(),
+        serde_json::Value::String(j.job.jid.0.clone()),
+    );
+    info.insert(
+        "pid".to_owned(),
+        serde_json::Value::from(std::process::id()),
+    );
+    info
 }
 
 async fn return_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<SaltReturn>) {
@@ -924,20 +960,7 @@ async fn return_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<SaltReturn>) {
             _ = stop.changed() => None,
         };
         let Some(r) = r else { return };
-        let user = {
-            let mut jobs = lock(&shared.jobs);
-            match jobs.get_mut(&r.jid) {
-                Some(j) => {
-                    j.returned.insert(r.id.clone());
-                    j.info
-                        .get("user")
-                        .and_then(|u| u.as_str())
-                        .map(str::to_owned)
-                }
-                None => None,
-            }
-        };
-        tokio::spawn(send_return(shared.clone(), r, user, Some(permit)));
+        tokio::spawn(send_return(shared.clone(), r, Some(permit)));
     }
 }
 
@@ -945,7 +968,6 @@ async fn return_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<SaltReturn>) {
 async fn send_return(
     shared: Arc<Shared>,
     r: SaltReturn,
-    user: Option<String>,
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
     let attempts = shared.cfg.return_retries.saturating_add(1);
@@ -972,7 +994,7 @@ async fn send_return(
             ("retcode", Value::from(r.retcode)),
             ("success", Value::Boolean(r.success)),
         ];
-        if let Some(u) = &user {
+        if let Some(u) = &r.user {
             fields.push(("user", Value::from(u.as_str())));
         }
         match aes_request(&shared, &r.id, "_return", fields, "return").await {
@@ -991,9 +1013,11 @@ async fn send_return(
             }
         }
     }
-    metrics::counter!("drover_master_messages_total", "direction" => "out", "kind" => "return_dropped")
-        .increment(1);
-    tracing::error!(id = %r.id, jid = %r.jid, "Return dropped after retries.");
+    events::ReturnDropped {
+        id: &r.id,
+        jid: &r.jid,
+    }
+    .emit();
 }
 
 #[cfg(test)]
@@ -1014,5 +1038,184 @@ mod tests {
         assert_eq!(s.next("error"), 1);
         assert_eq!(s.next("error"), 2);
         assert_eq!(s.next("pending"), 0);
+    }
+
+    #[test]
+    fn is_running_patterns_are_shell_globs() {
+        assert!(fun_matches("*", "dev-1"));
+        assert!(fun_matches("dev-?", "dev-1"));
+        assert!(fun_matches("dev-[0-9]*", "dev-12"));
+        assert!(!fun_matches("dev-[!0-9]", "dev-1"));
+        assert!(fun_matches("*-1", "a-b-1"));
+        assert!(!fun_matches("dev", "dev-1"));
+        assert!(fun_matches("test.*", "test.sleep"));
+    }
+
+    fn registry() -> Arc<Registry> {
+        let inv = crate::inventory::Inventory::parse(
+            "[[device]]\nid = \"d1\"\nproxytype = \"dummy\"\n\
+             grains = { os = \"Fake\", roles = [\"a\", \"b\"], net = { site = \"x1\" } }\n\
+             [[device]]\nid = \"d2\"\nproxytype = \"dummy\"\n\
+             [[device]]\nid = \"d3\"\nproxytype = \"dummy\"\n",
+            std::path::Path::new("<link>"),
+        )
+        .expect("inventory");
+        let reg = Registry::new();
+        for spec in inv.devices {
+            reg.upsert(spec, 1, None);
+        }
+        reg
+    }
+
+    /// Internal publications are resolved by the fleet's own targeting, against the
+    /// registry's grains: the ids answering `find_job` are the ids a job runs on.
+    #[test]
+    fn internal_targets_resolve_against_the_registry() {
+        use serde_json::json;
+        let reg = registry();
+        let has = |tgt: serde_json::Value, kind: &str, id: &str| {
+            resolve(&reg, &tgt, kind).map(|ids| ids.iter().any(|i| i == id))
+        };
+        assert_eq!(has(json!("d*"), "glob", "d1"), Some(true));
+        assert_eq!(has(json!(["d1", "d2"]), "list", "d2"), Some(true));
+        assert_eq!(has(json!("d1,d2"), "list", "d3"), Some(false));
+        assert_eq!(has(json!("os:Fake"), "grain", "d1"), Some(true));
+        assert_eq!(has(json!("os:Fake"), "grain", "d2"), Some(false));
+        assert_eq!(has(json!("roles:b"), "grain", "d1"), Some(true));
+        assert_eq!(has(json!("net:site:x*"), "grain", "d1"), Some(true));
+        assert_eq!(has(json!("os:Other"), "grain", "d1"), Some(false));
+        assert_eq!(has(json!("G@os:Fake and d*"), "compound", "d1"), Some(true));
+        assert_eq!(
+            has(json!("G@os:Fake and not d1"), "compound", "d1"),
+            Some(false)
+        );
+        // Devices without an address never match a CIDR (the dispatcher's rule).
+        assert_eq!(has(json!("10.0.0.0/8"), "ipcidr", "d1"), Some(false));
+        assert_eq!(has(json!("x"), "nodegroup", "d1"), None);
+        assert_eq!(has(json!(3), "glob", "d1"), None);
+    }
+
+    /// `find_job`, `running` and `is_running` read the jobs the fleet still runs
+    /// for the id, in the shape of a minion's proc data.
+    #[test]
+    fn internal_answers_come_from_the_running_jobs() {
+        use crate::fleet::running::RunningJobs;
+        use crate::job::{Args, Jid, Job};
+        use serde_json::json;
+        let running = RunningJobs::new();
+        let job = Arc::new(Job {
+            jid: Jid("20260101000000000001".into()),
+            fun: "test.sleep".into(),
+            args: Args {
+                arg: vec![json!(8)],
+                kwarg: [("extra".to_owned(), json!(1))].into_iter().collect(),
+            },
+        });
+        let targets: Arc<[String]> = vec!["d1".to_owned(), "d2".to_owned()].into();
+        let guard = running.start(job, Tgt::Expr("d*".into()), TargetType::Glob, targets);
+        let jobs = running.for_device("d1");
+        let found = internal_answer("saltutil.find_job", &[json!("20260101000000000001")], &jobs);
+        assert_eq!(found["jid"], json!("20260101000000000001"));
+        assert_eq!(found["fun"], json!("test.sleep"));
+        assert_eq!(found["tgt"], json!("d*"));
+        assert_eq!(found["tgt_type"], json!("glob"));
+        assert_eq!(found["arg"], json!([8, {"__kwarg__": true, "extra": 1}]));
+        assert_eq!(found["pid"], json!(std::process::id()));
+        let other = internal_answer("saltutil.find_job", &[json!("1")], &jobs);
+        assert_eq!(other, json!({}));
+        let listed = internal_answer("saltutil.running", &[], &jobs);
+        assert_eq!(listed.as_array().map(Vec::len), Some(1));
+        let sleeping = internal_answer("saltutil.is_running", &[json!("test.*")], &jobs);
+        assert_eq!(sleeping.as_array().map(Vec::len), Some(1));
+        let none = internal_answer("saltutil.is_running", &[json!("pkg.*")], &jobs);
+        assert_eq!(none, json!([]));
+        // Once d1 has its return, it runs nothing; d2 still does.
+        guard.answered("d1");
+        let found = internal_answer(
+            "saltutil.find_job",
+            &[json!("20260101000000000001")],
+            &running.for_device("d1"),
+        );
+        assert_eq!(found, json!({}));
+        assert_eq!(running.for_device("d2").len(), 1);
+    }
+
+    /// A link's shared state with no master behind it (its requests go nowhere).
+    fn idle_shared() -> (Arc<Shared>, watch::Sender<bool>) {
+        let cfg = MasterConfig {
+            host: Some("127.0.0.1".into()),
+            ..MasterConfig::default()
+        };
+        let master_pub = Arc::new(RwLock::new(None));
+        let (chan, _ends, _readers) = ReqChannel::new(1, cfg.request_timeout, master_pub.clone());
+        let (stop_tx, stop) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            auth_sem: Semaphore::new(1),
+            cfg,
+            master_label: "test".into(),
+            registry: registry(),
+            running: crate::fleet::running::RunningJobs::new(),
+            chan,
+            shared_key: tokio::sync::OnceCell::new(),
+            master_pub,
+            aes: RwLock::new(None),
+            last_serial: Mutex::new(None),
+            signed_seen: AtomicBool::new(false),
+            ids: Mutex::new(HashMap::new()),
+            incarnations: Mutex::new(0),
+            recent: Mutex::new((VecDeque::new(), HashSet::new())),
+            local_ip: None,
+            last_pub_reauth: Mutex::new(None),
+            stop,
+        });
+        (shared, stop_tx)
+    }
+
+    /// A return waits for its id's session only up to its bound, and goes as soon as
+    /// a new session appears. Paused clock: no real waiting.
+    #[tokio::test(start_paused = true)]
+    async fn a_return_waits_for_a_session_within_its_bound() {
+        let (shared, _stop) = idle_shared();
+        lock(&shared.ids).insert(
+            "d1".into(),
+            IdEntry {
+                key: None,
+                session: None,
+                session_gen: 0,
+                state: IdState::Pending,
+                authing: true,
+                incarnation: 1,
+            },
+        );
+        let t0 = Instant::now();
+        assert!(!wait_session(&shared, "d1", None, Duration::from_secs(60)).await);
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_secs(60) && waited < Duration::from_millis(60_300),
+            "{waited:?}"
+        );
+
+        let later = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let key = crypto::generate_key_string();
+            let session = Crypticle::from_key_string(key.as_bytes()).expect("key");
+            if let Some(e) = lock(&later.ids).get_mut("d1") {
+                e.session = Some(session);
+                e.session_gen = 1;
+                e.state = IdState::Accepted;
+            }
+        });
+        let t0 = Instant::now();
+        assert!(wait_session(&shared, "d1", Some(0), Duration::from_secs(60)).await);
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_secs(5) && waited < Duration::from_millis(5_300),
+            "{waited:?}"
+        );
+        // A session no newer than the one that failed does not count.
+        let t0 = Instant::now();
+        assert!(!wait_session(&shared, "d1", Some(1), Duration::from_secs(2)).await);
+        assert!(t0.elapsed() >= Duration::from_secs(2));
     }
 }

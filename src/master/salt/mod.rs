@@ -7,9 +7,9 @@ mod auth;
 mod channel;
 pub mod crypto;
 pub mod envelope;
+mod events;
 pub mod keys;
 mod link;
-mod matcher;
 pub mod transport;
 
 #[cfg(test)]
@@ -19,67 +19,18 @@ mod fixtures {
     include!("testdata/fixtures.rs");
 }
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use tokio::sync::mpsc;
 
-/// Configuration of the link to one Salt master.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SaltConfig {
-    /// Master address (host name or IP).
-    pub host: String,
-    #[serde(default = "default_publish_port")]
-    pub publish_port: u16,
-    #[serde(default = "default_ret_port")]
-    pub ret_port: u16,
-    /// Where `minion.pem`, `minion.pub` and `minion_master.pub` live.
-    pub pki_dir: PathBuf,
-    /// One key pair per id under `pki_dir/<id>/` instead of one shared pair.
-    #[serde(default)]
-    pub per_device_keys: bool,
-    /// `_auth` requests in flight at once.
-    #[serde(default = "default_auth_concurrency")]
-    pub auth_concurrency: usize,
-    /// Delay between `_auth` attempts while a key waits for acceptance.
-    #[serde(default = "default_auth_retry", with = "humantime_serde")]
-    pub auth_retry: Duration,
-    /// Bound on every request to the master.
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// Extra attempts for a `_return` before it is dropped.
-    #[serde(default = "default_return_retries")]
-    pub return_retries: u32,
-}
+use crate::config::{ConfigError, MasterConfig};
+use crate::fleet::Fleet;
 
-fn default_publish_port() -> u16 {
-    4505
-}
-fn default_ret_port() -> u16 {
-    4506
-}
-fn default_auth_concurrency() -> usize {
-    32
-}
-fn default_auth_retry() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_return_retries() -> u32 {
-    5
-}
-
-/// Inventory changes sent to the link.
+/// Inventory changes sent to the link. Grains are not carried: the link reads them
+/// from the fleet's registry when it reports them.
 #[derive(Debug, Clone)]
 pub enum LinkCommand {
-    /// Add an id (or update its grains); it authenticates and reports its grains.
-    Upsert {
-        id: String,
-        grains: serde_json::Value,
-    },
+    /// A new id (it authenticates, then reports its grains) or an id whose grains
+    /// changed (they are reported again).
+    Upsert { id: String },
     /// Forget an id.
     Remove { id: String },
 }
@@ -106,13 +57,17 @@ pub struct SaltReturn {
     pub ret: serde_json::Value,
     pub retcode: i32,
     pub success: bool,
+    /// The publishing user, echoed in the `_return` as a minion does.
+    pub user: Option<String>,
 }
 
 /// Errors of the Salt link.
 #[derive(Debug, thiserror::Error)]
 pub enum SaltError {
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[source] ConfigError),
+    #[error("background task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
     #[error(transparent)]
     Key(#[from] keys::KeyError),
     #[error(transparent)]
@@ -144,6 +99,7 @@ impl SaltError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Config(_) => "config",
+            Self::Task(_) => "task",
             Self::Key(_) => "key",
             Self::Transport(_) => "transport",
             Self::Crypto(_) => "crypto",
@@ -156,6 +112,18 @@ impl SaltError {
             Self::Rejected => "rejected",
             Self::Pending => "pending",
             Self::UnknownId => "unknown_id",
+        }
+    }
+
+    /// Process exit code when the link cannot start: 64 (EX_USAGE) for a bad config
+    /// or key, as linkerd2-proxy exits on a bad config; 70 (EX_SOFTWARE) for a task
+    /// that died; 69 (EX_UNAVAILABLE) otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Config(e) => e.exit_code(),
+            Self::Key(_) => 64,
+            Self::Task(_) => 70,
+            _ => 69,
         }
     }
 
@@ -203,70 +171,29 @@ impl SaltLink {
     }
 }
 
-impl SaltConfig {
-    /// Reports every problem at once.
-    pub fn validate(&self) -> Result<(), SaltError> {
-        let mut errs = Vec::new();
-        if self.host.trim().is_empty() {
-            errs.push("host is empty".to_owned());
-        }
-        if self.auth_concurrency == 0 {
-            errs.push("auth_concurrency must be > 0".to_owned());
-        }
-        if self.request_timeout.is_zero() {
-            errs.push("request_timeout must be > 0".to_owned());
-        }
-        if self.publish_port == 0 || self.ret_port == 0 {
-            errs.push("ports must be > 0".to_owned());
-        }
-        if errs.is_empty() {
-            Ok(())
-        } else {
-            Err(SaltError::Config(errs.join("; ")))
-        }
-    }
-}
-
-/// Starts the link. Returns quickly; keys, connection and authentication proceed in the
-/// background. Works on current-thread and multi-thread tokio runtimes.
-pub async fn start(cfg: SaltConfig) -> Result<SaltLink, SaltError> {
-    start_with(cfg, std::sync::Arc::new(transport::ZmqTransport::default())).await
+/// Starts the link for the devices of `fleet`: it reads their grains from the
+/// fleet's registry and answers `saltutil.find_job` / `running` / `is_running` from
+/// the fleet's running jobs. Returns quickly; keys, connection and authentication
+/// proceed in the background. Works on current-thread and multi-thread tokio runtimes.
+pub async fn start(cfg: &MasterConfig, fleet: &Fleet) -> Result<SaltLink, SaltError> {
+    start_with(
+        cfg,
+        fleet,
+        std::sync::Arc::new(transport::ZmqTransport::default()),
+    )
+    .await
 }
 
 /// Like [`start`] with a caller-provided socket layer.
 pub async fn start_with(
-    cfg: SaltConfig,
+    cfg: &MasterConfig,
+    fleet: &Fleet,
     transport: std::sync::Arc<dyn transport::Transport>,
 ) -> Result<SaltLink, SaltError> {
-    cfg.validate()?;
-    link::start(cfg, transport).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_defaults_and_unknown_fields() {
-        let c: SaltConfig =
-            serde_json::from_str(r#"{"host":"m","pki_dir":"/tmp/p","auth_retry":"3s"}"#)
-                .expect("parse");
-        assert_eq!(c.publish_port, 4505);
-        assert_eq!(c.ret_port, 4506);
-        assert_eq!(c.auth_concurrency, 32);
-        assert_eq!(c.auth_retry, Duration::from_secs(3));
-        assert_eq!(c.request_timeout, Duration::from_secs(60));
-        assert_eq!(c.return_retries, 5);
-        assert!(c.validate().is_ok());
-        assert!(
-            serde_json::from_str::<SaltConfig>(r#"{"host":"m","pki_dir":"/p","x":1}"#).is_err()
-        );
-        let bad = SaltConfig {
-            host: String::new(),
-            auth_concurrency: 0,
-            ..c
-        };
-        let msg = bad.validate().expect_err("invalid").to_string();
-        assert!(msg.contains("host") && msg.contains("auth_concurrency"));
+    // A config built in code has not been through `Config::parse`.
+    let problems = cfg.salt_problems(std::path::Path::new(""));
+    if !problems.is_empty() {
+        return Err(SaltError::Config(ConfigError::Invalid(problems)));
     }
+    link::start(cfg.clone(), fleet, transport).await
 }
