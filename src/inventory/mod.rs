@@ -179,9 +179,9 @@ impl Loader {
                 message: "includes nested deeper than 16 levels".into(),
             });
         }
-        let raw: RawInventory = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let raw: RawInventory = toml::from_str(text).map_err(|source| ConfigError::Toml {
             path: path.to_owned(),
-            message: e.to_string(),
+            source,
         })?;
         let dir = path.parent().map(Path::to_owned).unwrap_or_default();
         for (i, d) in raw.device.into_iter().enumerate() {

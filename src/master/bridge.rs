@@ -11,8 +11,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::fleet::target::{TargetError, TargetType};
 use crate::fleet::{Fleet, FleetError};
+use crate::job::TargetType;
 use crate::job::{Jid, JobRequest, Tgt};
 use crate::master::salt::{LinkCommand, PublishedJob, SaltLink, SaltReturn, ShutdownHandle};
 use crate::telemetry;
@@ -108,7 +108,7 @@ enum BadPublication {
     TargetType {
         tgt_type: String,
         #[source]
-        source: TargetError,
+        source: crate::job::UnknownTargetType,
     },
     #[error("target {0} is neither a string nor a list")]
     Target(Value),
