@@ -1,6 +1,6 @@
 //! Device drivers: the closed set of protocols Drover speaks to devices. Each driver
 //! is one module that owns its inventory settings, their validation, its session and
-//! what it can do; the [`drivers!`] list below is the one place that names them all,
+//! what it can do; the `drivers!` list below is the one place that names them all,
 //! and it generates the two enums ([`DriverConfig`], [`Driver`]) that delegate to
 //! them with `match` (mini-redis's `Command`).
 //!
@@ -252,7 +252,7 @@ fn settings<S: DriverSettings>(table: Map<String, Value>, base: &Path) -> Result
 }
 
 impl Driver {
-    /// The device's services, or a clear "not supported by <proxytype>".
+    /// The device's services, or a clear "not supported by proxytype X".
     pub fn services(&self) -> Result<&dyn Services, DriverError> {
         self.capability_services()
             .ok_or_else(|| self.unsupported(Capability::Service))
