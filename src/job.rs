@@ -250,6 +250,17 @@ impl Return {
         }
     }
 
+    /// A function's own retcode (`test.retcode`, a dict with `result: False`): as on
+    /// a Salt minion, `success` is whether it is 0.
+    pub fn with_retcode(mut self, retcode: i32) -> Return {
+        if retcode != 0 {
+            self.retcode = retcode;
+            self.success = false;
+            self.outcome = Outcome::Failed;
+        }
+        self
+    }
+
     pub fn error(
         id: &str,
         job: &Job,

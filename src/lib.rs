@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod job;
 pub mod master;
 pub mod pillar;
+pub mod pyrepr;
 pub mod run;
 pub mod secrets;
 pub mod shard;

@@ -274,9 +274,9 @@ impl Handler<Execute> for DeviceActor {
                     .record(elapsed.as_secs_f64());
                 let total = msg.admitted.elapsed();
                 match res {
-                    Ok(Ok(value)) => {
+                    Ok(Ok(out)) => {
                         act.record_success();
-                        Return::ok(&act.id, &msg.job, value, total)
+                        Return::ok(&act.id, &msg.job, out.ret, total).with_retcode(out.retcode)
                     }
                     Ok(Err(e)) => {
                         metrics::counter!(telemetry::DEVICE_OP_ERRORS, "driver" => driver, "error_kind" => e.kind()).increment(1);

@@ -9,14 +9,16 @@ mod pkg;
 mod service;
 mod snmp;
 mod sys;
+mod table;
 mod test;
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::drivers::{Capability, Driver, DriverError};
+use crate::drivers::{Driver, DriverError};
 use crate::job::Job;
+pub use table::{ArgSpec, Spec, FUNCTIONS};
 
 pub use grains::traverse;
 
@@ -42,6 +44,9 @@ pub enum FunctionError {
     },
     #[error("Passed invalid arguments: {0}")]
     InvalidArgs(String),
+    /// `test.exception`: what a Salt minion answers when a function raises.
+    #[error("The minion function caused an exception: Exception: {0}")]
+    Raised(String),
     #[error("{0}")]
     Driver(#[from] DriverError),
 }
@@ -53,6 +58,7 @@ impl FunctionError {
             FunctionError::NotAvailable(_) => "not_available",
             FunctionError::NotSupported { .. } => "unsupported",
             FunctionError::InvalidArgs(_) => "invalid_args",
+            FunctionError::Raised(_) => "exception",
             FunctionError::Driver(e) => e.kind(),
         }
     }
@@ -63,69 +69,35 @@ impl FunctionError {
     }
 }
 
-/// Every function name, with what the device must support for it to exist.
-const FUNCTIONS: &[(&str, Option<Capability>)] = &[
-    ("grains.get", None),
-    ("grains.item", None),
-    ("grains.items", None),
-    ("grains.ls", None),
-    ("openvswitch.bridge_create", Some(Capability::Ovs)),
-    ("openvswitch.bridge_delete", Some(Capability::Ovs)),
-    ("openvswitch.bridge_exists", Some(Capability::Ovs)),
-    ("openvswitch.bridge_list", Some(Capability::Ovs)),
-    ("openvswitch.bridge_to_parent", Some(Capability::Ovs)),
-    ("openvswitch.bridge_to_vlan", Some(Capability::Ovs)),
-    ("openvswitch.db_get", Some(Capability::Ovs)),
-    ("openvswitch.db_set", Some(Capability::Ovs)),
-    ("openvswitch.interface_get_options", Some(Capability::Ovs)),
-    ("openvswitch.interface_get_type", Some(Capability::Ovs)),
-    ("openvswitch.interface_stats", Some(Capability::Ovs)),
-    ("openvswitch.port_add", Some(Capability::Ovs)),
-    ("openvswitch.port_create_gre", Some(Capability::Ovs)),
-    ("openvswitch.port_create_vlan", Some(Capability::Ovs)),
-    ("openvswitch.port_create_vxlan", Some(Capability::Ovs)),
-    ("openvswitch.port_get_tag", Some(Capability::Ovs)),
-    ("openvswitch.port_list", Some(Capability::Ovs)),
-    ("openvswitch.port_remove", Some(Capability::Ovs)),
-    ("pkg.install", Some(Capability::Pkg)),
-    ("pkg.list_pkgs", Some(Capability::Pkg)),
-    ("pkg.remove", Some(Capability::Pkg)),
-    ("pkg.version", Some(Capability::Pkg)),
-    ("service.list", Some(Capability::Service)),
-    ("service.restart", Some(Capability::Service)),
-    ("service.start", Some(Capability::Service)),
-    ("service.status", Some(Capability::Service)),
-    ("service.stop", Some(Capability::Service)),
-    ("snmp.bulkwalk", Some(Capability::Snmp)),
-    ("snmp.get", Some(Capability::Snmp)),
-    ("snmp.get_next", Some(Capability::Snmp)),
-    ("snmp.interfaces", Some(Capability::Snmp)),
-    ("snmp.set", Some(Capability::Snmp)),
-    ("snmp.walk", Some(Capability::Snmp)),
-    ("sys.list_functions", None),
-    ("test.echo", None),
-    ("test.ping", None),
-    ("test.sleep", None),
-    ("test.version", None),
-];
+/// What a function gives back: its return and Salt's retcode for it (0 unless the
+/// function sets one, as `test.retcode` does, or its dict says `result: False`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub ret: Value,
+    pub retcode: i32,
+}
+
+impl From<Value> for Output {
+    fn from(ret: Value) -> Output {
+        Output { ret, retcode: 0 }
+    }
+}
 
 /// The functions this driver offers, sorted.
-pub fn available(driver: &Driver) -> Vec<&'static str> {
+pub fn available(driver: &Driver) -> impl Iterator<Item = &'static Spec> + '_ {
     FUNCTIONS
         .iter()
-        .filter(|(_, cap)| cap.is_none_or(|c| driver.supports(c)))
-        .map(|(name, _)| *name)
-        .collect()
+        .filter(|s| s.needs.is_none_or(|c| driver.supports(c)))
 }
 
 /// Runs the call. Device errors come back as `Err`, never as a panic.
-pub async fn execute(call: Call) -> Result<Value, FunctionError> {
+pub async fn execute(call: Call) -> Result<Output, FunctionError> {
     let fun = call.job.fun.as_str();
-    let Some((_, need)) = FUNCTIONS.iter().find(|(name, _)| *name == fun) else {
+    let Some(spec) = table::spec(fun) else {
         return Err(FunctionError::NotAvailable(fun.to_owned()));
     };
-    if let Some(cap) = need {
-        if let Err(source) = call.driver.require(*cap) {
+    if let Some(cap) = spec.needs {
+        if let Err(source) = call.driver.require(cap) {
             return Err(FunctionError::NotSupported {
                 fun: fun.to_owned(),
                 source,
@@ -133,16 +105,31 @@ pub async fn execute(call: Call) -> Result<Value, FunctionError> {
         }
     }
     let (module, name) = fun.split_once('.').unwrap_or((fun, ""));
-    match module {
-        "test" => test::run(name, &call).await,
-        "grains" => grains::run(name, &call),
-        "service" => service::run(name, &call).await,
-        "pkg" => pkg::run(name, &call).await,
-        "sys" => sys::run(name, &call),
-        "snmp" => snmp::run(name, &call).await,
-        "openvswitch" => openvswitch::run(name, &call).await,
-        _ => Err(FunctionError::NotAvailable(fun.to_owned())),
+    let out: Output = match module {
+        "test" => return test::run(name, &call).await,
+        "grains" => grains::run(name, &call)?.into(),
+        "service" => service::run(name, &call).await?.into(),
+        "pkg" => pkg::run(name, &call).await?.into(),
+        "sys" => sys::run(name, &call)?.into(),
+        "snmp" => snmp::run(name, &call).await?.into(),
+        "openvswitch" => openvswitch::run(name, &call).await?.into(),
+        _ => return Err(FunctionError::NotAvailable(fun.to_owned())),
+    };
+    Ok(with_result_retcode(out))
+}
+
+/// As a Salt minion does: a dict return whose `result` or `success` is false makes
+/// retcode 1 when the function set none.
+fn with_result_retcode(mut out: Output) -> Output {
+    if out.retcode == 0 {
+        if let Value::Object(m) = &out.ret {
+            let falsy = |k: &str| matches!(m.get(k), Some(Value::Bool(false)));
+            if falsy("result") || falsy("success") {
+                out.retcode = 1;
+            }
+        }
     }
+    out
 }
 
 /// Positional-or-keyword argument access, as Python binds `def f(name, ...)`.
@@ -210,9 +197,5 @@ pub(crate) fn as_text(v: &Value) -> Option<String> {
 /// The function name as a bounded metric label: known names as they are, anything a
 /// master made up as `other`.
 pub fn metric_label(fun: &str) -> &'static str {
-    FUNCTIONS
-        .iter()
-        .find(|(name, _)| *name == fun)
-        .map(|(name, _)| *name)
-        .unwrap_or("other")
+    table::spec(fun).map_or("other", |s| s.name)
 }

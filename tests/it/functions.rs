@@ -108,7 +108,67 @@ async fn test_and_grains_functions() {
         .ret;
     assert_eq!(
         test_only,
-        json!(["test.echo", "test.ping", "test.sleep", "test.version"])
+        json!([
+            "test.arg",
+            "test.arg_repr",
+            "test.echo",
+            "test.exception",
+            "test.false",
+            "test.fib",
+            "test.kwarg",
+            "test.outputter",
+            "test.ping",
+            "test.rand_sleep",
+            "test.retcode",
+            "test.sleep",
+            "test.true",
+            "test.version",
+            "test.versions_report"
+        ])
+    );
+
+    // Salt's shapes and retcodes for the everyday test and sys functions.
+    assert_eq!(one(&fleet, id, "test.true", vec![]).await.ret, json!(true));
+    assert_eq!(
+        one(&fleet, id, "test.false", vec![]).await.ret,
+        json!(false)
+    );
+    let fib = one(&fleet, id, "test.fib", vec![json!(10)]).await.ret;
+    assert_eq!(fib[0], json!(55), "{fib}");
+    assert!(fib[1].is_f64(), "{fib}");
+    let r = one(&fleet, id, "test.retcode", vec![json!(7)]).await;
+    assert_eq!(
+        (r.ret.clone(), r.retcode, r.success),
+        (json!(true), 7, false)
+    );
+    let r = one(&fleet, id, "test.exception", vec![json!("Oh noes!")]).await;
+    assert_eq!(
+        (r.ret.clone(), r.retcode),
+        (
+            json!("The minion function caused an exception: Exception: Oh noes!"),
+            1
+        )
+    );
+    let mut req = request(id, "test.arg_repr", vec![json!(1), json!("two")]);
+    req.tgt_type = drover::fleet::target::TargetType::List;
+    req.kwarg.insert("txt".into(), json!("hello"));
+    let (_, rets) = run_job(&fleet, req).await;
+    assert_eq!(
+        rets[0].ret,
+        json!({"args": "(1, 'two')", "kwargs": "{'txt': 'hello'}"})
+    );
+    let doc = one(&fleet, id, "sys.doc", vec![json!("test")]).await.ret;
+    let doc = doc.as_object().expect("sys.doc is a dict");
+    assert!(doc.contains_key("test.ping") && doc.contains_key("test.fib"));
+    assert!(doc.keys().all(|k| k.starts_with("test.")));
+    assert_eq!(
+        one(&fleet, id, "sys.doc", vec![json!("nosuch")]).await.ret,
+        json!({}),
+        "an unknown name is an empty dict, never a string"
+    );
+    assert_eq!(
+        one(&fleet, id, "sys.list_modules", vec![]).await.ret,
+        json!(["grains", "pkg", "service", "sys", "test"])
     );
 }
 

@@ -198,6 +198,49 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
     assert_eq!(v, json!({"rest-0001": true}), "{text}");
     assert!(t0.elapsed() >= Duration::from_secs(8));
 
+    // The CLI prints sys.doc with its own doc printer, which indexes the return as a
+    // dict of function -> docstring; any other shape is a Python traceback.
+    let (_, text) = master
+        .cli("salt", &["rest-0001", "sys.doc", "test.ping", "-t", "10"])
+        .await;
+    assert!(
+        text.contains("test.ping:") && !text.contains("Traceback"),
+        "{text}"
+    );
+    let (v, text) = master
+        .salt(&["rest-0001"], &["sys.argspec", "test.rand_sleep"])
+        .await;
+    assert_eq!(
+        v["rest-0001"]["test.rand_sleep"],
+        json!({"args": ["max"], "defaults": [60], "kwargs": null, "varargs": null}),
+        "{text}"
+    );
+    let (v, text) = master
+        .salt(&["rest-0001"], &["test.arg", "1", "two", "txt=hello"])
+        .await;
+    assert_eq!(
+        v["rest-0001"],
+        json!({"args": [1, "two"], "kwargs": {"txt": "hello"}}),
+        "{text}"
+    );
+    // Without --static the CLI reports a minion's non-zero retcode on stderr.
+    let (v, text) = master
+        .cli(
+            "salt",
+            &[
+                "rest-0001",
+                "test.retcode",
+                "42",
+                "--out",
+                "json",
+                "-t",
+                "10",
+            ],
+        )
+        .await;
+    assert_eq!(v["rest-0001"], json!(true), "{text}");
+    assert!(text.contains("non-zero exit code"), "{text}");
+
     let rendered = drover::telemetry::metrics_handle().render();
     assert!(
         rendered

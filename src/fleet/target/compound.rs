@@ -6,9 +6,9 @@ use std::iter::Peekable;
 use super::cidr::IpTarget;
 use super::grain::grain_matcher;
 use super::pcre::compile_regex;
-use super::pyrepr::is_py_space;
 use super::{list_matcher, snippet, Candidate, Matcher, TargetError, DEFAULT_DELIMITER};
 use crate::fnmatch::Pattern;
+use crate::pyrepr::is_py_space;
 
 /// CPython refuses to parse deeper nesting than ~200 as well.
 const MAX_PAREN_DEPTH: usize = 100;

@@ -8,9 +8,9 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::pcre::{compile_regex, matches_at_start};
-use super::pyrepr::{is_py_space, py_lower, py_str};
 use super::{snippet, Matcher, TargetError};
 use crate::fnmatch::Pattern;
+use crate::pyrepr::{is_py_space, py_lower, py_str};
 
 /// Every split point of a grain expression can get its own compiled pattern, so
 /// both its length and its number of split points are capped.

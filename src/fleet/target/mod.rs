@@ -15,7 +15,6 @@ mod cidr;
 mod compound;
 mod grain;
 mod pcre;
-mod pyrepr;
 
 use std::net::IpAddr;
 
@@ -25,11 +24,11 @@ use serde_json::Value;
 
 use crate::fnmatch::Pattern;
 pub use crate::job::{TargetType, UnknownTargetType};
+use crate::pyrepr::is_py_space;
 use cidr::IpTarget;
 use compound::{parse_compound, Expr};
 use grain::{grain_matcher, GrainExpr};
 use pcre::{compile_regex, matches_at_start};
-use pyrepr::is_py_space;
 
 /// Salt's `DEFAULT_TARGET_DELIM`.
 const DEFAULT_DELIMITER: char = ':';

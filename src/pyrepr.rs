@@ -11,12 +11,12 @@ const MAX_REPR_DEPTH: usize = 64;
 
 /// Python's `str.isspace()`, which `str.split()` and `str.strip()` use: Unicode
 /// whitespace plus the ASCII file/group/record/unit separators.
-pub(super) fn is_py_space(c: char) -> bool {
+pub fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
 }
 
 /// Python `str(value)`.
-pub(super) fn py_str(value: &Value) -> Cow<'_, str> {
+pub fn py_str(value: &Value) -> Cow<'_, str> {
     match value {
         Value::String(s) => Cow::Borrowed(s),
         other => {
@@ -28,7 +28,7 @@ pub(super) fn py_str(value: &Value) -> Cow<'_, str> {
 }
 
 /// Python `str.lower()`, without allocating for text that is already lower case.
-pub(super) fn py_lower(s: &str) -> Cow<'_, str> {
+pub fn py_lower(s: &str) -> Cow<'_, str> {
     if s.is_ascii() {
         if s.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(s.to_ascii_lowercase())
@@ -42,7 +42,7 @@ pub(super) fn py_lower(s: &str) -> Cow<'_, str> {
 
 /// Python `repr()` of the JSON-equivalent Python value (dicts in serde_json's
 /// key order, which may differ from Python's insertion order).
-fn py_repr(value: &Value, out: &mut String, depth: usize) {
+pub fn py_repr(value: &Value, out: &mut String, depth: usize) {
     if depth > MAX_REPR_DEPTH {
         out.push_str("...");
         return;

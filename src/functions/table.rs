@@ -1,0 +1,220 @@
+//! The function table: every function Drover offers, with the capability a device
+//! needs for it, its docstring (for `sys.doc`) and its Python-style signature (for
+//! `sys.argspec`), in one row each, sorted by name.
+
+use serde_json::{json, Value};
+
+use crate::drivers::Capability;
+
+/// A function's signature as Python's `inspect` describes it, which is what Salt's
+/// `sys.argspec` prints.
+#[derive(Debug, Clone, Copy)]
+pub struct ArgSpec {
+    /// Named parameters, in order.
+    pub args: &'static [&'static str],
+    /// Defaults of the last `defaults.len()` parameters, as JSON text.
+    pub defaults: &'static [&'static str],
+    /// The `*args` name, if any.
+    pub varargs: Option<&'static str>,
+    /// The `**kwargs` name, if any.
+    pub kwargs: Option<&'static str>,
+}
+
+impl ArgSpec {
+    /// Salt 3006's `argspec_report` shape: `{"args": [...] | null, "defaults":
+    /// [...] | null, "varargs": true | null, "kwargs": true | null}` (3008 adds three
+    /// more keys, all null for functions like these).
+    pub fn to_json(&self) -> Value {
+        let defaults: Vec<Value> = self
+            .defaults
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap_or(Value::Null))
+            .collect();
+        let or_null = |v: Vec<Value>| {
+            if v.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(v)
+            }
+        };
+        json!({
+            "args": or_null(self.args.iter().map(|a| json!(a)).collect()),
+            "defaults": or_null(defaults),
+            "kwargs": self.kwargs.map(|_| true),
+            "varargs": self.varargs.map(|_| true),
+        })
+    }
+}
+
+/// One function of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    pub name: &'static str,
+    pub needs: Option<Capability>,
+    pub doc: &'static str,
+    pub argspec: ArgSpec,
+}
+
+const fn none() -> ArgSpec {
+    ArgSpec {
+        args: &[],
+        defaults: &[],
+        varargs: None,
+        kwargs: None,
+    }
+}
+
+const fn args(args: &'static [&'static str]) -> ArgSpec {
+    ArgSpec {
+        args,
+        defaults: &[],
+        varargs: None,
+        kwargs: None,
+    }
+}
+
+const fn with_defaults(
+    args: &'static [&'static str],
+    defaults: &'static [&'static str],
+) -> ArgSpec {
+    ArgSpec {
+        args,
+        defaults,
+        varargs: None,
+        kwargs: None,
+    }
+}
+
+const VARARGS: ArgSpec = ArgSpec {
+    args: &[],
+    defaults: &[],
+    varargs: Some("args"),
+    kwargs: None,
+};
+
+const ARGS_KWARGS: ArgSpec = ArgSpec {
+    args: &[],
+    defaults: &[],
+    varargs: Some("args"),
+    kwargs: Some("kwargs"),
+};
+
+const fn row(
+    name: &'static str,
+    needs: Option<Capability>,
+    doc: &'static str,
+    argspec: ArgSpec,
+) -> Spec {
+    Spec {
+        name,
+        needs,
+        doc,
+        argspec,
+    }
+}
+
+const OVS: Option<Capability> = Some(Capability::Ovs);
+const PKG: Option<Capability> = Some(Capability::Pkg);
+const SERVICE: Option<Capability> = Some(Capability::Service);
+const SNMP: Option<Capability> = Some(Capability::Snmp);
+
+/// Every function name, sorted (binary search and `sys.list_functions` rely on it).
+pub const FUNCTIONS: &[Spec] = &[
+    row("grains.get", None, "Return a grain by key, walking nested dicts and lists with the delimiter (default ':'); `default` when it is missing.\n\nCLI Example:\n\n    salt '*' grains.get os\n    salt '*' grains.get net:site default=unknown\n", with_defaults(&["key", "default", "delimiter"], &["\"\"", "\":\""])),
+    row("grains.item", None, "Return one or more grains as a dict, by name.\n\nCLI Example:\n\n    salt '*' grains.item os proxytype\n", ARGS_KWARGS),
+    row("grains.items", None, "Return all of the device's grains: what the device reports, merged under the inventory's static grains.\n\nCLI Example:\n\n    salt '*' grains.items\n", with_defaults(&["sanitize"], &["false"])),
+    row("grains.ls", None, "Return the names of the device's grains, sorted.\n\nCLI Example:\n\n    salt '*' grains.ls\n", none()),
+    row("openvswitch.bridge_create", OVS, "Create a bridge (a fake VLAN bridge with parent and vlan). True on success, False when it exists and may_exist is False.\n\nCLI Example:\n\n    salt '*' openvswitch.bridge_create br0\n", with_defaults(&["br", "may_exist", "parent", "vlan"], &["true", "null", "null"])),
+    row("openvswitch.bridge_delete", OVS, "Delete a bridge and its ports. True on success.\n\nCLI Example:\n\n    salt '*' openvswitch.bridge_delete br0\n", with_defaults(&["br", "if_exists"], &["true"])),
+    row("openvswitch.bridge_exists", OVS, "Whether the bridge exists.\n\nCLI Example:\n\n    salt '*' openvswitch.bridge_exists br0\n", args(&["br"])),
+    row("openvswitch.bridge_list", OVS, "List the bridges.\n\nCLI Example:\n\n    salt '*' openvswitch.bridge_list\n", none()),
+    row("openvswitch.bridge_to_parent", OVS, "The parent of a fake VLAN bridge, or the bridge itself; False when it does not exist.\n\nCLI Example:\n\n    salt '*' openvswitch.bridge_to_parent br0\n", args(&["br"])),
+    row("openvswitch.bridge_to_vlan", OVS, "The VLAN of a fake VLAN bridge, 0 for a real bridge; False when it does not exist.\n\nCLI Example:\n\n    salt '*' openvswitch.bridge_to_vlan br0\n", args(&["br"])),
+    row("openvswitch.db_get", OVS, "Read a column of a record, as ovs-vsctl get prints it.\n\nCLI Example:\n\n    salt '*' openvswitch.db_get Port br0 vlan_mode\n", with_defaults(&["table", "record", "column", "if_exists"], &["false"])),
+    row("openvswitch.db_set", OVS, "Set a column of a record. None on success, else the error message.\n\nCLI Example:\n\n    salt '*' openvswitch.db_set Interface br0 mac 02:03:04:05:06:07\n", with_defaults(&["table", "record", "column", "value", "if_exists"], &["false"])),
+    row("openvswitch.interface_get_options", OVS, "The options of a port's interface.\n\nCLI Example:\n\n    salt '*' openvswitch.interface_get_options vx1\n", args(&["port"])),
+    row("openvswitch.interface_get_type", OVS, "The type of a port's interface.\n\nCLI Example:\n\n    salt '*' openvswitch.interface_get_type vx1\n", args(&["port"])),
+    row("openvswitch.interface_stats", OVS, "Statistics, link state and MTU of every interface, or of one.\n\nCLI Example:\n\n    salt '*' openvswitch.interface_stats\n", with_defaults(&["iface"], &["null"])),
+    row("openvswitch.port_add", OVS, "Add a port to a bridge.\n\nCLI Example:\n\n    salt '*' openvswitch.port_add br0 8080\n", with_defaults(&["br", "port", "may_exist", "internal"], &["false", "false"])),
+    row("openvswitch.port_create_gre", OVS, "Create a GRE tunnel port.\n\nCLI Example:\n\n    salt '*' openvswitch.port_create_gre br0 gre1 5001 192.168.1.10\n", args(&["br", "port", "id", "remote"])),
+    row("openvswitch.port_create_vlan", OVS, "Create a VLAN access port.\n\nCLI Example:\n\n    salt '*' openvswitch.port_create_vlan br0 vlan10 10\n", with_defaults(&["br", "port", "id", "internal"], &["false"])),
+    row("openvswitch.port_create_vxlan", OVS, "Create a VXLAN tunnel port.\n\nCLI Example:\n\n    salt '*' openvswitch.port_create_vxlan br0 vx1 5001 192.168.1.10 8472\n", with_defaults(&["br", "port", "id", "remote", "dst_port"], &["null"])),
+    row("openvswitch.port_get_tag", OVS, "The VLAN tag of a port.\n\nCLI Example:\n\n    salt '*' openvswitch.port_get_tag tap0\n", args(&["port"])),
+    row("openvswitch.port_list", OVS, "List the ports of a bridge.\n\nCLI Example:\n\n    salt '*' openvswitch.port_list br0\n", args(&["br"])),
+    row("openvswitch.port_remove", OVS, "Remove a port, from a bridge or from whichever bridge has it.\n\nCLI Example:\n\n    salt '*' openvswitch.port_remove br0 8080\n", with_defaults(&["br", "port", "if_exists"], &["true"])),
+    row("pkg.install", PKG, "Install a package on the device (version= picks one; 1.0 when unset). Returns the device's answer.\n\nCLI Example:\n\n    salt '*' pkg.install vim version=9.1\n", ArgSpec { args: &["name"], defaults: &[], varargs: None, kwargs: Some("kwargs") }),
+    row("pkg.list_pkgs", PKG, "List the installed packages as a dict of name to version.\n\nCLI Example:\n\n    salt '*' pkg.list_pkgs\n", ArgSpec { args: &[], defaults: &[], varargs: None, kwargs: Some("kwargs") }),
+    row("pkg.remove", PKG, "Remove a package. Returns the device's answer.\n\nCLI Example:\n\n    salt '*' pkg.remove vim\n", args(&["name"])),
+    row("pkg.version", PKG, "The installed version of one package (\"\" when not installed), or a dict for several.\n\nCLI Example:\n\n    salt '*' pkg.version vim apache\n", ARGS_KWARGS),
+    row("service.list", SERVICE, "List the services on the device.\n\nCLI Example:\n\n    salt '*' service.list\n", none()),
+    row("service.restart", SERVICE, "Restart a service. Returns the device's answer.\n\nCLI Example:\n\n    salt '*' service.restart apache\n", args(&["name"])),
+    row("service.start", SERVICE, "Start a service. Returns the device's answer.\n\nCLI Example:\n\n    salt '*' service.start apache\n", args(&["name"])),
+    row("service.status", SERVICE, "Whether a service is running: True, False, or None when the device does not know it.\n\nCLI Example:\n\n    salt '*' service.status apache\n", with_defaults(&["name", "sig"], &["null"])),
+    row("service.stop", SERVICE, "Stop a service. Returns the device's answer.\n\nCLI Example:\n\n    salt '*' service.stop apache\n", args(&["name"])),
+    row("snmp.bulkwalk", SNMP, "Walk a subtree with GETBULK (GETNEXT on SNMPv1).\n\nCLI Example:\n\n    salt '*' snmp.bulkwalk ifDescr\n", args(&["oid"])),
+    row("snmp.get", SNMP, "GET one or more OIDs (numeric or MIB names); each value typed.\n\nCLI Example:\n\n    salt '*' snmp.get sysDescr.0 sysUpTime.0\n", VARARGS),
+    row("snmp.get_next", SNMP, "GETNEXT one or more OIDs.\n\nCLI Example:\n\n    salt '*' snmp.get_next sysDescr\n", VARARGS),
+    row("snmp.interfaces", SNMP, "The ifTable joined with the ifXTable, one dict per interface.\n\nCLI Example:\n\n    salt '*' snmp.interfaces\n", none()),
+    row("snmp.set", SNMP, "SET values given as OID TYPE VALUE triples.\n\nCLI Example:\n\n    salt '*' snmp.set sysContact.0 s noc@example.net\n", VARARGS),
+    row("snmp.walk", SNMP, "Walk a subtree with GETNEXT.\n\nCLI Example:\n\n    salt '*' snmp.walk ifDescr\n", args(&["oid"])),
+    row("sys.argspec", None, "The signatures of functions, by name, module or glob, as Python's inspect describes them.\n\nCLI Example:\n\n    salt '*' sys.argspec test.arg\n    salt '*' sys.argspec 'pkg.*'\n", with_defaults(&["module"], &["\"\""])),
+    row("sys.doc", None, "The docstrings of functions, by name, module or glob; all of them without arguments.\n\nCLI Example:\n\n    salt '*' sys.doc test.ping\n    salt '*' sys.doc sys\n", VARARGS),
+    row("sys.list_functions", None, "The functions this device offers, optionally narrowed to modules or globs.\n\nCLI Example:\n\n    salt '*' sys.list_functions\n    salt '*' sys.list_functions test grains\n", ARGS_KWARGS),
+    row("sys.list_modules", None, "The modules this device offers, optionally narrowed by globs.\n\nCLI Example:\n\n    salt '*' sys.list_modules\n", VARARGS),
+    row("test.arg", None, "Return the arguments given: {\"args\": [...], \"kwargs\": {...}}.\n\nCLI Example:\n\n    salt '*' test.arg 1 two 3.1 txt=hello\n", ARGS_KWARGS),
+    row("test.arg_repr", None, "Return the Python repr() of the arguments given: {\"args\": \"(...)\", \"kwargs\": \"{...}\"}.\n\nCLI Example:\n\n    salt '*' test.arg_repr 1 two 3.1 txt=hello\n", ARGS_KWARGS),
+    row("test.echo", None, "Return the text given.\n\nCLI Example:\n\n    salt '*' test.echo 'foo bar'\n", args(&["text"])),
+    row("test.exception", None, "Raise an exception, to test how errors travel.\n\nCLI Example:\n\n    salt '*' test.exception 'Oh noes!'\n", with_defaults(&["message"], &["\"Test Exception\""])),
+    row("test.false", None, "Always return False.\n\nCLI Example:\n\n    salt '*' test.false\n", none()),
+    row("test.fib", None, "Return the num-th Fibonacci number and the seconds it took to compute.\n\nCLI Example:\n\n    salt '*' test.fib 3\n", args(&["num"])),
+    row("test.kwarg", None, "Return the keyword arguments given.\n\nCLI Example:\n\n    salt '*' test.kwarg num=1 txt=two\n", ArgSpec { args: &[], defaults: &[], varargs: None, kwargs: Some("kwargs") }),
+    row("test.outputter", None, "Return the data given, to test outputters.\n\nCLI Example:\n\n    salt '*' test.outputter foobar\n", args(&["data"])),
+    row("test.ping", None, "Ask the device whether it answers (as a Salt proxy does). True when it does.\n\nCLI Example:\n\n    salt '*' test.ping\n", none()),
+    row("test.rand_sleep", None, "Sleep for a random number of seconds from 0 to max, then return True.\n\nCLI Example:\n\n    salt '*' test.rand_sleep 60\n", with_defaults(&["max"], &["60"])),
+    row("test.retcode", None, "Return True with the given return code, to test the retcode system.\n\nCLI Example:\n\n    salt '*' test.retcode 42\n", with_defaults(&["code"], &["42"])),
+    row("test.sleep", None, "Sleep for the given seconds, then return True.\n\nCLI Example:\n\n    salt '*' test.sleep 20\n", args(&["length"])),
+    row("test.true", None, "Always return True.\n\nCLI Example:\n\n    salt '*' test.true\n", none()),
+    row("test.version", None, "The version of Drover serving the device.\n\nCLI Example:\n\n    salt '*' test.version\n", none()),
+    row("test.versions_report", None, "The versions of Drover and the components it is built with.\n\nCLI Example:\n\n    salt '*' test.versions_report\n", none()),
+];
+
+/// The row of `name`, if Drover has such a function.
+pub fn spec(name: &str) -> Option<&'static Spec> {
+    FUNCTIONS
+        .binary_search_by(|s| s.name.cmp(name))
+        .ok()
+        .map(|i| &FUNCTIONS[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_sorted_unique_documented_and_defaults_parse() {
+        for w in FUNCTIONS.windows(2) {
+            assert!(w[0].name < w[1].name, "{} before {}", w[0].name, w[1].name);
+        }
+        for s in FUNCTIONS {
+            assert!(s.name.contains('.'), "{}", s.name);
+            assert!(s.doc.contains("CLI Example"), "{}", s.name);
+            assert!(
+                s.argspec.defaults.len() <= s.argspec.args.len(),
+                "{}",
+                s.name
+            );
+            for d in s.argspec.defaults {
+                assert!(serde_json::from_str::<Value>(d).is_ok(), "{}: {d}", s.name);
+            }
+        }
+        assert_eq!(
+            spec("test.rand_sleep").map(|s| s.argspec.to_json()),
+            Some(json!({"args": ["max"], "defaults": [60], "kwargs": null, "varargs": null}))
+        );
+        assert_eq!(
+            spec("test.arg").map(|s| s.argspec.to_json()),
+            Some(json!({"args": null, "defaults": null, "kwargs": true, "varargs": true}))
+        );
+        assert!(spec("nosuch.fun").is_none());
+    }
+}
