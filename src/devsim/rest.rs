@@ -1074,6 +1074,9 @@ fn handle(dev: &Device, req: &RequestHead) -> Reply {
 fn route(dev: &Device, path: &[&str]) -> Reply {
     match path {
         ["ping"] => Reply::ok(&Ret { ret: true }),
+        // The sample server's outage switch; the simulator's faults are set by its
+        // owner, so fixing an outage here only acknowledges.
+        ["fix_outage"] => Reply::ok(&Ret { ret: true }),
         ["id"] => Reply::ok(&IdReply { id: &dev.id }),
         ["info"] => Reply::ok(&InfoReply {
             os: "RestExampleOS",

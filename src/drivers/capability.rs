@@ -14,6 +14,8 @@ pub enum Capability {
     Pkg,
     Snmp,
     Ovs,
+    /// The device speaks Salt's `rest_sample` API itself (`rest_sample.*`).
+    RestSample,
 }
 
 impl Capability {
@@ -23,6 +25,7 @@ impl Capability {
             Capability::Pkg => "pkg",
             Capability::Snmp => "snmp",
             Capability::Ovs => "openvswitch",
+            Capability::RestSample => "rest_sample",
         }
     }
 }

@@ -100,6 +100,10 @@ pub trait DeviceDriver: Clone + Send + Sync + Sized + 'static {
     fn ovs(&self) -> Option<&ovsdb::OvsDevice> {
         None
     }
+
+    fn rest_sample(&self) -> Option<&rest::RestDriver> {
+        None
+    }
 }
 
 /// The one list of drivers: variant, proxytype name (then aliases), driver type.
@@ -186,6 +190,10 @@ macro_rules! drivers {
 
             fn capability_ovs(&self) -> Option<&ovsdb::OvsDevice> {
                 match self { $( Driver::$variant(d) => DeviceDriver::ovs(d), )+ }
+            }
+
+            fn capability_rest_sample(&self) -> Option<&rest::RestDriver> {
+                match self { $( Driver::$variant(d) => DeviceDriver::rest_sample(d), )+ }
             }
         }
     };
@@ -275,6 +283,12 @@ impl Driver {
             .ok_or_else(|| self.unsupported(Capability::Ovs))
     }
 
+    /// The `rest_sample` API of a device, for the `rest_sample.*` functions.
+    pub fn rest_sample(&self) -> Result<&rest::RestDriver, DriverError> {
+        self.capability_rest_sample()
+            .ok_or_else(|| self.unsupported(Capability::RestSample))
+    }
+
     /// Whether this device has `cap`: asked of the driver, never listed here.
     pub fn supports(&self, cap: Capability) -> bool {
         match cap {
@@ -282,6 +296,7 @@ impl Driver {
             Capability::Pkg => self.capability_packages().is_some(),
             Capability::Snmp => self.capability_snmp().is_some(),
             Capability::Ovs => self.capability_ovs().is_some(),
+            Capability::RestSample => self.capability_rest_sample().is_some(),
         }
     }
 

@@ -171,6 +171,20 @@ impl RestDriver {
     /// GET `base/seg1/seg2/...`; each segment is percent-encoded, so a service name
     /// like `../x` cannot walk out of the API.
     pub async fn get(&self, segments: &[&str]) -> Result<Value, DriverError> {
+        let body = self.get_raw(segments).await?;
+        // Every rest_sample endpoint answers with an object; anything else (a bare
+        // number is valid JSON too) is a device speaking garbage.
+        match serde_json::from_slice(&body).map_err(DriverError::Json)? {
+            v @ Value::Object(_) => Ok(v),
+            other => Err(DriverError::Decode(format!(
+                "expected a JSON object, got {}",
+                type_name(&other)
+            ))),
+        }
+    }
+
+    /// The body of a 2xx answer to GET `base/seg1/seg2/...`, as bytes.
+    pub async fn get_raw(&self, segments: &[&str]) -> Result<Vec<u8>, DriverError> {
         let mut url = self.base.clone();
         {
             let mut p = url
@@ -196,15 +210,7 @@ impl RestDriver {
         if !(200..300).contains(&status) {
             return Err(DriverError::Status(status));
         }
-        // Every rest_sample endpoint answers with an object; anything else (a bare
-        // number is valid JSON too) is a device speaking garbage.
-        match serde_json::from_slice(&body).map_err(DriverError::Json)? {
-            v @ Value::Object(_) => Ok(v),
-            other => Err(DriverError::Decode(format!(
-                "expected a JSON object, got {}",
-                type_name(&other)
-            ))),
-        }
+        Ok(body)
     }
 
     async fn get_pooled(&self, url: url::Url) -> Result<(u16, Vec<u8>), DriverError> {
@@ -290,6 +296,10 @@ impl DeviceDriver for RestDriver {
     }
 
     fn packages(&self) -> Option<&dyn Packages> {
+        Some(self)
+    }
+
+    fn rest_sample(&self) -> Option<&RestDriver> {
         Some(self)
     }
 }

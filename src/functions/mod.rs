@@ -6,6 +6,8 @@
 mod grains;
 mod openvswitch;
 mod pkg;
+mod rest_sample;
+mod saltutil;
 mod service;
 mod snmp;
 mod sys;
@@ -113,6 +115,8 @@ pub async fn execute(call: Call) -> Result<Output, FunctionError> {
         "sys" => sys::run(name, &call)?.into(),
         "snmp" => snmp::run(name, &call).await?.into(),
         "openvswitch" => openvswitch::run(name, &call).await?.into(),
+        "rest_sample" => rest_sample::run(name, &call).await?.into(),
+        "saltutil" => saltutil::run(name)?.into(),
         _ => return Err(FunctionError::NotAvailable(fun.to_owned())),
     };
     Ok(with_result_retcode(out))

@@ -168,8 +168,68 @@ async fn test_and_grains_functions() {
     );
     assert_eq!(
         one(&fleet, id, "sys.list_modules", vec![]).await.ret,
-        json!(["grains", "pkg", "service", "sys", "test"])
+        json!([
+            "grains",
+            "pkg",
+            "rest_sample",
+            "saltutil",
+            "service",
+            "sys",
+            "test"
+        ])
     );
+
+    // The proxy module's functions under their Salt names, on the device itself.
+    assert_eq!(
+        one(&fleet, id, "rest_sample.ping", vec![]).await.ret,
+        json!(true)
+    );
+    assert_eq!(
+        one(&fleet, id, "rest_sample.grains", vec![]).await.ret["os"],
+        json!("RestExampleOS")
+    );
+    assert_eq!(
+        one(&fleet, id, "rest_sample.fix_outage", vec![]).await.ret,
+        json!({"body": "{\"ret\":true}"})
+    );
+    let started = one(
+        &fleet,
+        id,
+        "rest_sample.service_start",
+        vec![json!("apache")],
+    )
+    .await;
+    assert_eq!(started.ret["ret"], json!(true), "{started:?}");
+    let all = one(&fleet, id, "saltutil.sync_all", vec![]).await.ret;
+    assert_eq!(all["modules"], json!([]), "{all}");
+    assert_eq!(all.as_object().map(|o| o.len()), Some(17), "{all}");
+    assert_eq!(
+        one(&fleet, id, "saltutil.sync_modules", vec![]).await.ret,
+        json!([])
+    );
+    assert_eq!(
+        one(&fleet, id, "grains.has_value", vec![json!("os")])
+            .await
+            .ret,
+        json!(true)
+    );
+    assert_eq!(
+        one(&fleet, id, "grains.has_value", vec![json!("nope:x")])
+            .await
+            .ret,
+        json!(false)
+    );
+    let by_os = one(
+        &fleet,
+        id,
+        "grains.filter_by",
+        vec![
+            json!({"Rest*": {"pkg": "a"}, "default": {"pkg": "b"}}),
+            json!("os"),
+        ],
+    )
+    .await;
+    assert_eq!(by_os.ret, json!({"pkg": "a"}), "{by_os:?}");
 }
 
 #[actix_rt::test]
