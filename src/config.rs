@@ -251,6 +251,10 @@ pub struct MasterConfig {
     pub request_timeout: Duration,
     /// Extra attempts for a `_return` before it is dropped.
     pub return_retries: u32,
+    /// How often each id's pillar is fetched again; 0 for never (it is still fetched
+    /// after authentication and on `saltutil.refresh_pillar`).
+    #[serde(with = "humantime_serde")]
+    pub pillar_refresh: Duration,
 }
 
 impl Default for MasterConfig {
@@ -266,6 +270,7 @@ impl Default for MasterConfig {
             auth_retry: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             return_retries: 5,
+            pillar_refresh: Duration::ZERO,
         }
     }
 }

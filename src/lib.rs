@@ -5,6 +5,7 @@
 pub mod config;
 pub mod devsim;
 pub mod drivers;
+pub mod events;
 pub mod fleet;
 pub mod fnmatch;
 pub mod functions;

@@ -31,6 +31,7 @@ pub const MASTER_MESSAGES: &str = "drover_master_messages_total";
 pub const MASTER_REJECTED: &str = "drover_master_rejected_total";
 pub const MASTER_AES_ROTATIONS: &str = "drover_master_aes_rotations_total";
 pub const MASTER_AUTH: &str = "drover_master_auth_total";
+pub const MASTER_EVENTS: &str = "drover_master_events_total";
 pub const SNMP_RETRIES: &str = "drover_snmp_retries_total";
 pub const SNMP_TIMEOUTS: &str = "drover_snmp_timeouts_total";
 pub const SNMP_DROPPED: &str = "drover_snmp_dropped_total";
@@ -130,6 +131,10 @@ fn describe() {
     describe_gauge!(MASTER_CONNECTED, "1 while the master link is connected.");
     describe_counter!(MASTER_MESSAGES, "Messages to and from masters.");
     describe_counter!(MASTER_REJECTED, "Master messages rejected, by reason.");
+    describe_counter!(
+        MASTER_EVENTS,
+        "Fleet events for the master's bus, by outcome (sent, dropped, lagged)."
+    );
     describe_counter!(
         MASTER_AUTH,
         "Authentication exchanges with the master per device id, by outcome."

@@ -261,6 +261,8 @@ impl Handler<Execute> for DeviceActor {
             id: self.id.clone(),
             driver: self.driver.clone(),
             grains: self.grains.clone(),
+            pillar: self.registry.pillar(&self.id),
+            events: self.registry.events().clone(),
             job: msg.job.clone(),
         };
         let started = Instant::now();

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::device::DeviceActor;
+use crate::events::{EventSink, FleetEvent};
 use crate::inventory::DeviceSpec;
 use crate::telemetry;
 
@@ -94,6 +95,10 @@ pub struct DeviceView {
 #[derive(Default)]
 pub struct Registry {
     devices: DashMap<Arc<str>, DeviceEntry>,
+    /// Each id's pillar from its master; kept across device restarts, dropped with
+    /// the device.
+    pillars: DashMap<Arc<str>, Arc<Value>>,
+    events: EventSink,
     counts: Mutex<BTreeMap<(&'static str, DeviceState), i64>>,
     changed: tokio::sync::Notify,
     version: std::sync::atomic::AtomicU64,
@@ -146,6 +151,7 @@ impl Registry {
     }
 
     pub fn remove(&self, id: &str) {
+        self.pillars.remove(id);
         if let Some((_, old)) = self.devices.remove(id) {
             self.count(old.spec.proxytype(), old.state, -1);
             metrics::gauge!(telemetry::DEVICE_UP, "device" => id.to_owned(), "driver" => old.spec.proxytype()).set(0.0);
@@ -157,6 +163,7 @@ impl Registry {
     /// before a reload cannot overwrite their successor.
     pub fn set_state(&self, id: &str, generation: u64, state: DeviceState, error: Option<String>) {
         let driver;
+        let error_for_event;
         {
             let Some(mut e) = self.devices.get_mut(id) else {
                 return;
@@ -169,6 +176,11 @@ impl Registry {
             }
             driver = e.spec.proxytype();
             let old = e.state;
+            error_for_event = if old == state {
+                None
+            } else {
+                Some(error.clone())
+            };
             if state == DeviceState::Down && old != DeviceState::Down {
                 e.downs += 1;
             }
@@ -182,7 +194,47 @@ impl Registry {
             self.count(driver, state, 1);
         }
         self.publish_up(id, driver, state);
+        if let Some(error) = error_for_event {
+            self.announce(id, state, error);
+        }
         self.notify();
+    }
+
+    /// `drover/device/<id>/up` and `.../down` (with the cause) on the fleet's bus.
+    fn announce(&self, id: &str, state: DeviceState, error: Option<String>) {
+        let what = match state {
+            DeviceState::Up => "up",
+            DeviceState::Down => "down",
+            _ => return,
+        };
+        let mut data = serde_json::Map::new();
+        data.insert("id".into(), Value::from(id));
+        if let Some(e) = error {
+            data.insert("error".into(), Value::from(e));
+        }
+        self.events.send(FleetEvent::Fire {
+            id: Arc::from(id),
+            tag: format!("drover/device/{id}/{what}"),
+            data: Value::Object(data),
+        });
+    }
+
+    /// The fleet's event bus.
+    pub fn events(&self) -> &EventSink {
+        &self.events
+    }
+
+    /// Replaces `id`'s pillar (the master's answer to `_pillar`).
+    pub fn set_pillar(&self, id: &str, pillar: Value) {
+        self.pillars.insert(Arc::from(id), Arc::new(pillar));
+    }
+
+    /// `id`'s pillar; an empty dict until its master has sent one.
+    pub fn pillar(&self, id: &str) -> Arc<Value> {
+        self.pillars
+            .get(id)
+            .map(|p| p.clone())
+            .unwrap_or_else(|| Arc::new(Value::Object(serde_json::Map::new())))
     }
 
     pub fn set_actor(&self, id: &str, generation: u64, actor: Option<Addr<DeviceActor>>) {

@@ -3,8 +3,11 @@
 //! this module picks the function, checks its arguments and drives the device's
 //! driver. Unknown names answer as Salt does: `'x.y' is not available.`
 
+mod config;
+mod event;
 mod grains;
 mod openvswitch;
+mod pillar;
 mod pkg;
 mod rest_sample;
 mod saltutil;
@@ -19,6 +22,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::drivers::{Driver, DriverError};
+use crate::events::EventSink;
 use crate::job::Job;
 pub use table::{ArgSpec, Spec, FUNCTIONS};
 
@@ -30,6 +34,11 @@ pub struct Call {
     pub driver: Driver,
     /// The device's grains, always a JSON object.
     pub grains: Arc<Value>,
+    /// The device's pillar from its master, always a JSON object (empty without one).
+    pub pillar: Arc<Value>,
+    /// Where events and requests for the master go (`event.send`,
+    /// `saltutil.refresh_pillar`).
+    pub events: EventSink,
     pub job: Arc<Job>,
 }
 
@@ -46,9 +55,13 @@ pub enum FunctionError {
     },
     #[error("Passed invalid arguments: {0}")]
     InvalidArgs(String),
-    /// `test.exception`: what a Salt minion answers when a function raises.
-    #[error("The minion function caused an exception: Exception: {0}")]
-    Raised(String),
+    /// What a Salt minion answers when a function raises (`test.exception`,
+    /// `pillar.keys` of a missing key): the Python exception's class and message.
+    #[error("The minion function caused an exception: {class}: {message}")]
+    Raised {
+        class: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Driver(#[from] DriverError),
 }
@@ -60,7 +73,7 @@ impl FunctionError {
             FunctionError::NotAvailable(_) => "not_available",
             FunctionError::NotSupported { .. } => "unsupported",
             FunctionError::InvalidArgs(_) => "invalid_args",
-            FunctionError::Raised(_) => "exception",
+            FunctionError::Raised { .. } => "exception",
             FunctionError::Driver(e) => e.kind(),
         }
     }
@@ -116,7 +129,10 @@ pub async fn execute(call: Call) -> Result<Output, FunctionError> {
         "snmp" => snmp::run(name, &call).await?.into(),
         "openvswitch" => openvswitch::run(name, &call).await?.into(),
         "rest_sample" => rest_sample::run(name, &call).await?.into(),
-        "saltutil" => saltutil::run(name)?.into(),
+        "saltutil" => saltutil::run(name, &call)?.into(),
+        "pillar" => pillar::run(name, &call)?.into(),
+        "config" => config::run(name, &call)?.into(),
+        "event" => event::run(name, &call)?.into(),
         _ => return Err(FunctionError::NotAvailable(fun.to_owned())),
     };
     Ok(with_result_retcode(out))

@@ -1,12 +1,14 @@
-//! The `saltutil` functions a device can answer itself: the `sync_*` family, which
+//! The `saltutil` functions a device answers itself: the `sync_*` family, which
 //! Salt users (and highstate, reactors and bootstrap runbooks) call before anything
-//! else. Drover loads no custom modules from the master, so every sync succeeds with
-//! nothing synced, in Salt's shapes: a list per `sync_<kind>`, and for `sync_all` a
-//! dict of every kind to its list.
+//! else, and `refresh_pillar`. Drover loads no custom modules from the master, so
+//! every sync succeeds with nothing synced, in Salt's shapes: a list per
+//! `sync_<kind>`, and for `sync_all` a dict of every kind to its list (and, as in
+//! Salt, a pillar refresh unless `refresh=False`).
 
 use serde_json::{Map, Value};
 
-use super::FunctionError;
+use super::{ArgReader, Call, FunctionError};
+use crate::events::FleetEvent;
 
 /// The kinds `saltutil.sync_all` reports, in Salt's order (3006–3008; `pillar` only
 /// with a local file client, which a master-connected minion is not).
@@ -30,8 +32,21 @@ pub(super) const SYNC_KINDS: &[&str] = &[
     "matchers",
 ];
 
-pub(super) fn run(name: &str) -> Result<Value, FunctionError> {
+pub(super) fn run(name: &str, call: &Call) -> Result<Value, FunctionError> {
+    let args = ArgReader::new(call);
+    let refresh = || {
+        call.events.send(FleetEvent::RefreshPillar {
+            id: call.id.clone(),
+        });
+    };
+    if name == "refresh_pillar" {
+        refresh();
+        return Ok(Value::Bool(true));
+    }
     if name == "sync_all" {
+        if args.opt(1, "refresh").is_none_or(truthy) {
+            refresh();
+        }
         let all: Map<String, Value> = SYNC_KINDS
             .iter()
             .map(|k| ((*k).to_owned(), Value::Array(Vec::new())))
@@ -41,5 +56,17 @@ pub(super) fn run(name: &str) -> Result<Value, FunctionError> {
     match name.strip_prefix("sync_") {
         Some(kind) if SYNC_KINDS.contains(&kind) => Ok(Value::Array(Vec::new())),
         _ => Err(FunctionError::NotAvailable(format!("saltutil.{name}"))),
+    }
+}
+
+/// Python truthiness of a YAML-typed argument (`refresh=False`, `refresh=0`).
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
     }
 }

@@ -58,7 +58,10 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Output, FunctionError
             let message = args
                 .opt_string(0, "message")?
                 .unwrap_or_else(|| "Test Exception".into());
-            return Err(FunctionError::Raised(message));
+            return Err(FunctionError::Raised {
+                class: "Exception",
+                message,
+            });
         }
         "rand_sleep" => {
             let max = int_arg(&args, 0, "max", Some(60))?;

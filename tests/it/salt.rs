@@ -252,6 +252,112 @@ async fn real_salt_master_sees_every_device_as_a_minion() {
     daemon.stop().await;
 }
 
+/// Pillar from the master's pillar_roots, read by functions and refreshed on
+/// `saltutil.refresh_pillar`; start events, `event.send` and device down events on
+/// the master's event bus.
+#[actix_rt::test]
+async fn pillar_refresh_and_events_through_a_real_master() {
+    let Some((_one, tmp, master)) =
+        salt_case("pillar_refresh_and_events_through_a_real_master", "").await
+    else {
+        return;
+    };
+    let pillar = master.root.join("srv/pillar");
+    std::fs::write(
+        pillar.join("top.sls"),
+        "base:\n  'rest-*':\n    - devices\n",
+    )
+    .expect("top");
+    let sls = |site: &str| {
+        format!("site: {site}\nnested:\n  a:\n    b: deep\nsnmp_community: s3cr3t-community\n")
+    };
+    std::fs::write(pillar.join("devices.sls"), sls("ams1")).expect("sls");
+    let watch = EventWatch::start(&master);
+
+    let sim = sim_at(2, 31470);
+    let cfg = master.drover_config(&tmp.path().join("drover-pki"), None);
+    let daemon = Daemon::start(&cfg, sim.inventory(), None)
+        .await
+        .expect("daemon");
+    master.ping_until_all(&["rest-0001", "rest-0002"], 90).await;
+
+    for id in ["rest-0001", "rest-0002"] {
+        let start = watch.wait_for(&format!("salt/minion/{id}/start"), 30).await;
+        assert_eq!(start["id"], json!(id), "{start}");
+        assert!(
+            start["data"]
+                .as_str()
+                .is_some_and(|d| d.starts_with(&format!("Minion {id} started at "))),
+            "{start}"
+        );
+    }
+    let legacy = watch.wait_for("minion_start", 10).await;
+    assert_eq!(legacy["cmd"], json!("_minion_event"), "{legacy}");
+
+    let (v, text) = master.salt(&["rest-0001"], &["pillar.get", "site"]).await;
+    assert_eq!(v["rest-0001"], json!("ams1"), "{text}");
+    let (v, text) = master
+        .salt(&["rest-0001"], &["pillar.get", "nested:a:b"])
+        .await;
+    assert_eq!(v["rest-0001"], json!("deep"), "{text}");
+    let (v, text) = master
+        .salt(&["rest-0001"], &["pillar.get", "nope", "default=dflt"])
+        .await;
+    assert_eq!(v["rest-0001"], json!("dflt"), "{text}");
+    let (v, text) = master
+        .salt(&["rest-0001"], &["pillar.keys", "nested"])
+        .await;
+    assert_eq!(v["rest-0001"], json!(["a"]), "{text}");
+    let (v, text) = master.salt(&["rest-0002"], &["config.get", "site"]).await;
+    assert_eq!(v["rest-0002"], json!("ams1"), "{text}");
+    let (v, text) = master.salt(&["rest-0002"], &["config.get", "os"]).await;
+    assert_eq!(
+        v["rest-0002"],
+        json!("RestExampleOS"),
+        "grains before pillar: {text}"
+    );
+
+    // An edit reaches the device after saltutil.refresh_pillar, without a restart.
+    std::fs::write(pillar.join("devices.sls"), sls("fra1")).expect("sls");
+    let (v, text) = master
+        .salt(&["rest-0001"], &["saltutil.refresh_pillar"])
+        .await;
+    assert_eq!(v["rest-0001"], json!(true), "{text}");
+    let start = Instant::now();
+    loop {
+        let (v, text) = master.salt(&["rest-0001"], &["pillar.get", "site"]).await;
+        if v["rest-0001"] == json!("fra1") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{text}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let (v, text) = master
+        .salt(
+            &["rest-0002"],
+            &["event.send", "drover/test/hello", "foo=bar"],
+        )
+        .await;
+    assert_eq!(v["rest-0002"], json!(true), "{text}");
+    let hello = watch.wait_for("drover/test/hello", 30).await;
+    assert_eq!(hello["id"], json!("rest-0002"), "{hello}");
+    assert_eq!(hello["data"]["foo"], json!("bar"), "{hello}");
+
+    sim.sim.set_fault_and_wait("rest-0002", Fault::Down).await;
+    let down = watch.wait_for("drover/device/rest-0002/down", 60).await;
+    assert_eq!(down["id"], json!("rest-0002"), "{down}");
+    assert!(
+        down["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{down}"
+    );
+
+    // Pillar secrets stay out of the API's device list.
+    let devices = daemon.fleet.registry.views();
+    assert!(!format!("{devices:?}").contains("s3cr3t"));
+    daemon.stop().await;
+}
+
 /// The connection outlives the master's idle timeouts, an AES key rotation and a master
 /// restart, and a return that falls due while the master is down still reaches it.
 #[actix_rt::test]

@@ -278,3 +278,66 @@ pub async fn counter_reaches(name: &str, labels: &[&str], at_least: f64, secs: u
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The master's event bus as `salt-run state.event` prints it (`tag<TAB>json`),
+/// collected in the background until dropped.
+pub struct EventWatch {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _child: Child,
+}
+
+impl EventWatch {
+    pub fn start(master: &SaltMaster) -> EventWatch {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut child = Command::new(master.bin.join("salt-run"))
+            .arg("-c")
+            .arg(&master.cfg_dir)
+            .args(["state.event", "count=-1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("salt-run state.event starts");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(out) = child.stdout.take() {
+            let sink = lines.clone();
+            tokio::spawn(async move {
+                let mut reader = tokio::io::BufReader::new(out).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    if let Ok(mut l) = sink.lock() {
+                        l.push(line);
+                    }
+                }
+            });
+        }
+        EventWatch {
+            lines,
+            _child: child,
+        }
+    }
+
+    /// The data of the first event whose tag is `tag`, waiting (bounded) for it.
+    pub async fn wait_for(&self, tag: &str, secs: u64) -> Value {
+        let start = Instant::now();
+        loop {
+            let found = self.lines.lock().ok().and_then(|l| {
+                l.iter().find_map(|line| {
+                    let (t, data) = line.split_once('\t')?;
+                    (t == tag).then(|| serde_json::from_str(data).unwrap_or(Value::Null))
+                })
+            });
+            if let Some(v) = found {
+                return v;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                let seen: Vec<String> = self
+                    .lines
+                    .lock()
+                    .map(|l| l.iter().map(|s| s.chars().take(120).collect()).collect())
+                    .unwrap_or_default();
+                panic!("no event {tag} within {secs}s; saw {seen:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

@@ -21,6 +21,7 @@ use super::channel::{Expect, Reply, ReqChannel};
 use super::crypto::{self, Crypticle};
 use super::envelope::{self, as_text, from_json, get, map, pack, to_json, EnvelopeError};
 use super::events;
+use super::fleet_events;
 use super::keys::{self, MinionKey};
 use super::transport::{endpoint, SubEvent, Transport, Worker};
 use super::{LinkCommand, PublishedJob, SaltError, SaltReturn};
@@ -217,6 +218,8 @@ pub async fn start(
     tasks.push(tokio::spawn(command_loop(shared.clone(), cmd_rx)));
     tasks.push(tokio::spawn(publish_loop(shared.clone(), sub_rx, jobs_tx)));
     tasks.push(tokio::spawn(return_loop(shared.clone(), ret_rx)));
+    tasks.push(tokio::spawn(event_loop(shared.clone())));
+    tasks.push(tokio::spawn(pillar_refresh_loop(shared.clone())));
     tracing::info!(master = %shared.master_label, "Salt link started.");
     Ok(super::SaltLink {
         commands: cmd_tx,
@@ -594,16 +597,27 @@ async fn wait_session(shared: &Shared, id: &str, seen_gen: Option<u64>, limit: D
 }
 
 /// Reports the id's grains as the registry has them now (`_pillar` fills the
-/// master's grains cache) and a start event.
+/// master's grains cache), keeps the pillar it answers with, and sends the id's
+/// start events.
 async fn send_grains(shared: Arc<Shared>, id: String) {
-    if !lock(&shared.ids).contains_key(&id) {
+    if !send_pillar(&shared, &id).await {
         return;
     }
+    let events = fleet_events::start_events(&id, SystemTime::now());
+    send_events(&shared, Some(&id), events).await;
+}
+
+/// `_pillar` for `id`: reports its grains and stores the pillar the master answers
+/// with in the registry, where functions read it. False when the id is gone.
+async fn send_pillar(shared: &Arc<Shared>, id: &str) -> bool {
+    if !lock(&shared.ids).contains_key(id) {
+        return false;
+    }
     // Gone from the registry: its removal from the link is on its way.
-    let Some(grains) = shared.registry.get(&id).map(|e| e.grains.clone()) else {
-        return;
+    let Some(grains) = shared.registry.get(id).map(|e| e.grains.clone()) else {
+        return false;
     };
-    let grains = complete_grains(&shared, &id, &grains);
+    let grains = complete_grains(shared, id, &grains);
     let fields = vec![
         ("grains", from_json(&grains)),
         ("saltenv", Value::Nil),
@@ -612,21 +626,127 @@ async fn send_grains(shared: Arc<Shared>, id: String) {
         ("extra_minion_data", map(vec![])),
         ("ver", Value::from("2")),
     ];
-    match aes_request(&shared, &id, "_pillar", fields, "pillar").await {
-        Ok(_) => tracing::debug!(id = %id, "Grains reported."),
+    match aes_request(shared, id, "_pillar", fields, "pillar").await {
+        Ok((v, _)) => match to_json(&v) {
+            // Never logged: pillars hold secrets.
+            pillar @ serde_json::Value::Object(_) => {
+                shared.registry.set_pillar(id, pillar);
+                tracing::debug!(id = %id, "Grains reported, pillar received.");
+            }
+            _ => tracing::warn!(id = %id, "Master's pillar answer is not a dict; ignored."),
+        },
         Err(e) => tracing::warn!(id = %id, error = %e, "Grains report failed."),
     }
-    let tag = format!("salt/minion/{id}/start");
-    let fields = vec![
-        ("pretag", Value::Nil),
-        ("tag", Value::from(tag.as_str())),
-        (
-            "data",
-            Value::from(format!("Minion {id} started at {}", now_secs())),
-        ),
-    ];
-    if let Err(e) = aes_request(&shared, &id, "_minion_event", fields, "event").await {
-        tracing::debug!(id = %id, error = %e, "Start event failed.");
+    true
+}
+
+/// One `_minion_event` load with an `events` list, sent as `carrier` (or as any
+/// authenticated id): the master fires each event's data under its tag.
+async fn send_events(
+    shared: &Arc<Shared>,
+    carrier: Option<&str>,
+    events: Vec<(String, serde_json::Value)>,
+) {
+    if events.is_empty() {
+        return;
+    }
+    let n = events.len() as u64;
+    let accepted = |id: &str| {
+        lock(&shared.ids)
+            .get(id)
+            .is_some_and(|e| e.state == IdState::Accepted && e.session.is_some())
+    };
+    let carrier = match carrier.filter(|c| accepted(c)) {
+        Some(c) => Some(c.to_owned()),
+        None => lock(&shared.ids)
+            .iter()
+            .find(|(_, e)| e.state == IdState::Accepted && e.session.is_some())
+            .map(|(id, _)| id.clone()),
+    };
+    let Some(carrier) = carrier else {
+        metrics::counter!(telemetry::MASTER_EVENTS, "outcome" => "dropped").increment(n);
+        tracing::debug!(
+            events = n,
+            "Fleet events dropped: no authenticated id to send them."
+        );
+        return;
+    };
+    let list = Value::Array(
+        events
+            .into_iter()
+            .map(|(tag, data)| {
+                map(vec![
+                    ("tag", Value::from(tag.as_str())),
+                    ("data", from_json(&data)),
+                ])
+            })
+            .collect(),
+    );
+    let fields = vec![("pretag", Value::Nil), ("events", list)];
+    match aes_request(shared, &carrier, "_minion_event", fields, "event").await {
+        Ok(_) => metrics::counter!(telemetry::MASTER_EVENTS, "outcome" => "sent").increment(n),
+        Err(e) => {
+            metrics::counter!(telemetry::MASTER_EVENTS, "outcome" => "dropped").increment(n);
+            tracing::debug!(error = %e, events = n, "Fleet events not delivered.");
+        }
+    }
+}
+
+/// Forwards the fleet's bus to the master in bounded batches, and asks for fresh
+/// pillars when devices want them.
+async fn event_loop(shared: Arc<Shared>) {
+    let mut rx = shared.registry.events().subscribe();
+    let mut stop = shared.stop.clone();
+    loop {
+        let batch = tokio::select! {
+            b = fleet_events::next_batch(&mut rx) => b,
+            _ = stop.changed() => None,
+        };
+        let Some(batch) = batch else { return };
+        for id in batch.refresh {
+            let shared = shared.clone();
+            tokio::spawn(async move { send_pillar(&shared, &id).await });
+        }
+        let events = batch
+            .fire
+            .into_iter()
+            .map(|(_, tag, data)| (tag, data))
+            .collect();
+        send_events(&shared, None, events).await;
+    }
+}
+
+/// Fetches every authenticated id's pillar again every `pillar_refresh`, a few at a
+/// time so a big fleet does not queue thousands of requests at once.
+async fn pillar_refresh_loop(shared: Arc<Shared>) {
+    let every = shared.cfg.pillar_refresh;
+    if every.is_zero() {
+        return;
+    }
+    let mut stop = shared.stop.clone();
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let ids: Vec<String> = lock(&shared.ids)
+            .iter()
+            .filter(|(_, e)| e.state == IdState::Accepted && e.session.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let gate = Arc::new(Semaphore::new(shared.cfg.auth_concurrency.max(1)));
+        for id in ids {
+            let Ok(permit) = gate.clone().acquire_owned().await else {
+                return;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                send_pillar(&shared, &id).await;
+                drop(permit);
+            });
+        }
     }
 }
 
