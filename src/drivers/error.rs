@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ovsdb, snmp, Capability, MAX_DEVICE_BODY};
+use super::{netconf, ovsdb, snmp, Capability, MAX_DEVICE_BODY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -55,6 +55,8 @@ pub enum DriverError {
     Snmp(#[from] snmp::SnmpError),
     #[error("{0}")]
     Ovsdb(#[from] ovsdb::OvsdbError),
+    #[error("{0}")]
+    Netconf(#[from] netconf::NetconfError),
 }
 
 impl DriverError {
@@ -76,6 +78,7 @@ impl DriverError {
             | DriverError::Setup(_) => "setup",
             DriverError::Snmp(e) => e.kind(),
             DriverError::Ovsdb(e) => e.kind(),
+            DriverError::Netconf(e) => e.kind(),
         }
     }
 
@@ -87,6 +90,7 @@ impl DriverError {
             DriverError::Unsupported { .. } => false,
             DriverError::Snmp(e) => e.is_device_failure(),
             DriverError::Ovsdb(e) => e.is_device_failure(),
+            DriverError::Netconf(e) => e.is_device_failure(),
             _ => true,
         }
     }
