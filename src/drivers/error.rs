@@ -55,8 +55,16 @@ pub enum DriverError {
     Snmp(#[from] snmp::SnmpError),
     #[error("{0}")]
     Ovsdb(#[from] ovsdb::OvsdbError),
+    /// Boxed: NETCONF errors carry host-key details and would make every
+    /// `DriverError` large.
     #[error("{0}")]
-    Netconf(#[from] netconf::NetconfError),
+    Netconf(#[source] Box<netconf::NetconfError>),
+}
+
+impl From<netconf::NetconfError> for DriverError {
+    fn from(e: netconf::NetconfError) -> DriverError {
+        DriverError::Netconf(Box::new(e))
+    }
 }
 
 impl DriverError {

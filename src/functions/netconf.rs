@@ -100,7 +100,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
         }
         _ => return Err(FunctionError::NotAvailable(fun)),
     };
-    r.map_err(|e| FunctionError::Driver(DriverError::Netconf(e)))
+    r.map_err(|e| FunctionError::Driver(DriverError::from(e)))
 }
 
 fn filter(a: &ArgReader<'_>, pos: usize) -> Result<Filter, FunctionError> {

@@ -15,7 +15,8 @@ use crate::drivers::{DeviceDriver, DriverContext, DriverError};
 
 /// Keys trusted on first use, by `host:port`, kept across driver rebuilds (a device
 /// restarted by the supervisor must present the same key again).
-static FIRST_USE: LazyLock<Mutex<HashMap<String, Arc<Mutex<Option<PublicKey>>>>>> =
+type Seen = Arc<Mutex<Option<PublicKey>>>;
+static FIRST_USE: LazyLock<Mutex<HashMap<String, Seen>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 #[derive(Clone)]
