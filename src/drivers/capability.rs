@@ -16,6 +16,7 @@ pub enum Capability {
     Ovs,
     /// The device speaks Salt's `rest_sample` API itself (`rest_sample.*`).
     RestSample,
+    Netconf,
 }
 
 impl Capability {
@@ -26,6 +27,7 @@ impl Capability {
             Capability::Snmp => "snmp",
             Capability::Ovs => "openvswitch",
             Capability::RestSample => "rest_sample",
+            Capability::Netconf => "netconf",
         }
     }
 }

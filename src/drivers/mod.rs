@@ -13,6 +13,7 @@ mod context;
 pub mod dummy;
 mod error;
 pub mod http1;
+pub mod netconf;
 pub mod ovsdb;
 pub mod rest;
 pub mod snmp;
@@ -102,6 +103,10 @@ pub trait DeviceDriver: Clone + Send + Sync + Sized + 'static {
     }
 
     fn rest_sample(&self) -> Option<&rest::RestDriver> {
+        None
+    }
+
+    fn netconf(&self) -> Option<&netconf::NetconfDevice> {
         None
     }
 }
@@ -195,6 +200,10 @@ macro_rules! drivers {
             fn capability_rest_sample(&self) -> Option<&rest::RestDriver> {
                 match self { $( Driver::$variant(d) => DeviceDriver::rest_sample(d), )+ }
             }
+
+            fn capability_netconf(&self) -> Option<&netconf::NetconfDevice> {
+                match self { $( Driver::$variant(d) => DeviceDriver::netconf(d), )+ }
+            }
         }
     };
 }
@@ -206,6 +215,8 @@ drivers! {
     Snmp: "snmp" => snmp::device::SnmpDevice,
     /// An Open vSwitch host's ovsdb-server.
     Ovs: "ovs" => ovsdb::OvsDevice,
+    /// A NETCONF server over SSH (RFC 6241, RFC 6242).
+    Netconf: "netconf" => netconf::NetconfDevice,
     /// An in-process device for tests and overhead measurements.
     Dummy: "dummy" => dummy::DummyDriver,
 }
@@ -289,6 +300,12 @@ impl Driver {
             .ok_or_else(|| self.unsupported(Capability::RestSample))
     }
 
+    /// The NETCONF side of a device, for the `netconf.*` functions.
+    pub fn netconf(&self) -> Result<&netconf::NetconfDevice, DriverError> {
+        self.capability_netconf()
+            .ok_or_else(|| self.unsupported(Capability::Netconf))
+    }
+
     /// Whether this device has `cap`: asked of the driver, never listed here.
     pub fn supports(&self, cap: Capability) -> bool {
         match cap {
@@ -297,6 +314,7 @@ impl Driver {
             Capability::Snmp => self.capability_snmp().is_some(),
             Capability::Ovs => self.capability_ovs().is_some(),
             Capability::RestSample => self.capability_rest_sample().is_some(),
+            Capability::Netconf => self.capability_netconf().is_some(),
         }
     }
 
@@ -345,7 +363,8 @@ mod tests {
         }
         let e = DriverConfig::from_table("telnet", Map::new(), Path::new("")).unwrap_err();
         assert!(
-            e.to_string().contains("rest_sample, snmp, ovs, dummy"),
+            e.to_string()
+                .contains("rest_sample, snmp, ovs, netconf, dummy"),
             "{e}"
         );
     }

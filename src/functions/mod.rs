@@ -6,6 +6,7 @@
 mod config;
 mod event;
 mod grains;
+mod netconf;
 mod openvswitch;
 mod pillar;
 mod pkg;
@@ -133,6 +134,7 @@ pub async fn execute(call: Call) -> Result<Output, FunctionError> {
         "pillar" => pillar::run(name, &call)?.into(),
         "config" => config::run(name, &call)?.into(),
         "event" => event::run(name, &call)?.into(),
+        "netconf" => netconf::run(name, &call).await?.into(),
         _ => return Err(FunctionError::NotAvailable(fun.to_owned())),
     };
     Ok(with_result_retcode(out))

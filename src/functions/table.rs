@@ -118,6 +118,7 @@ const PKG: Option<Capability> = Some(Capability::Pkg);
 const SERVICE: Option<Capability> = Some(Capability::Service);
 const SNMP: Option<Capability> = Some(Capability::Snmp);
 const RS: Option<Capability> = Some(Capability::RestSample);
+const NC: Option<Capability> = Some(Capability::Netconf);
 
 /// Every function name, sorted (binary search and `sys.list_functions` rely on it).
 pub const FUNCTIONS: &[Spec] = &[
@@ -130,6 +131,17 @@ pub const FUNCTIONS: &[Spec] = &[
     row("grains.item", None, "Return one or more grains as a dict, by name.\n\nCLI Example:\n\n    salt '*' grains.item os proxytype\n", ARGS_KWARGS),
     row("grains.items", None, "Return all of the device's grains: what the device reports, merged under the inventory's static grains.\n\nCLI Example:\n\n    salt '*' grains.items\n", with_defaults(&["sanitize"], &["false"])),
     row("grains.ls", None, "Return the names of the device's grains, sorted.\n\nCLI Example:\n\n    salt '*' grains.ls\n", none()),
+    row("netconf.capabilities", NC, "The capabilities the device announced in its hello, and the session's base version.\n\nCLI Example:\n\n    salt '*' netconf.capabilities\n", none()),
+    row("netconf.commit", NC, "Commit the candidate datastore; confirmed=True with confirm_timeout (seconds) and persist/persist_id where the device has :confirmed-commit.\n\nCLI Example:\n\n    salt '*' netconf.commit confirmed=True confirm_timeout=120\n", with_defaults(&["confirmed", "confirm_timeout", "persist", "persist_id"], &["false", "null", "null", "null"])),
+    row("netconf.discard_changes", NC, "Discard the candidate datastore's changes.\n\nCLI Example:\n\n    salt '*' netconf.discard_changes\n", none()),
+    row("netconf.edit_config", NC, "Edit a datastore with an XML config (candidate by default), with default_operation, test_option and error_option.\n\nCLI Example:\n\n    salt '*' netconf.edit_config '<system><hostname>r1</hostname></system>'\n", with_defaults(&["config", "target", "default_operation", "test_option", "error_option"], &["\"candidate\"", "null", "null", "null"])),
+    row("netconf.get", NC, "Get state and configuration data, with a subtree filter (XML) or an xpath filter; {data, xml}.\n\nCLI Example:\n\n    salt '*' netconf.get\n", with_defaults(&["filter", "xpath"], &["null", "null"])),
+    row("netconf.get_config", NC, "Get a datastore's configuration (running by default), with a subtree or xpath filter; {data, xml}.\n\nCLI Example:\n\n    salt '*' netconf.get_config running\n", with_defaults(&["source", "filter", "xpath"], &["\"running\"", "null", "null"])),
+    row("netconf.lock", NC, "Lock a datastore (candidate by default).\n\nCLI Example:\n\n    salt '*' netconf.lock candidate\n", with_defaults(&["target"], &["\"candidate\""])),
+    row("netconf.managed", NC, "Make a datastore hold a config, idempotently: lock, edit the candidate, compare, then commit (or discard under test=True); a state-shaped result with the diff in changes.\n\nCLI Example:\n\n    salt '*' netconf.managed '<system>...</system>' test=True\n", with_defaults(&["config", "target", "test", "default_operation"], &["\"candidate\"", "false", "null"])),
+    row("netconf.rpc", NC, "Send any RPC given as XML; {reply, xml}.\n\nCLI Example:\n\n    salt '*' netconf.rpc '<get-schema>...</get-schema>'\n", args(&["rpc"])),
+    row("netconf.unlock", NC, "Unlock a datastore (candidate by default).\n\nCLI Example:\n\n    salt '*' netconf.unlock candidate\n", with_defaults(&["target"], &["\"candidate\""])),
+    row("netconf.validate", NC, "Validate a datastore (candidate by default).\n\nCLI Example:\n\n    salt '*' netconf.validate candidate\n", with_defaults(&["source"], &["\"candidate\""])),
     row("openvswitch.bridge_create", OVS, "Create a bridge (a fake VLAN bridge with parent and vlan). True on success, False when it exists and may_exist is False.\n\nCLI Example:\n\n    salt '*' openvswitch.bridge_create br0\n", with_defaults(&["br", "may_exist", "parent", "vlan"], &["true", "null", "null"])),
     row("openvswitch.bridge_delete", OVS, "Delete a bridge and its ports. True on success.\n\nCLI Example:\n\n    salt '*' openvswitch.bridge_delete br0\n", with_defaults(&["br", "if_exists"], &["true"])),
     row("openvswitch.bridge_exists", OVS, "Whether the bridge exists.\n\nCLI Example:\n\n    salt '*' openvswitch.bridge_exists br0\n", args(&["br"])),

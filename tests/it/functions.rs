@@ -169,7 +169,10 @@ async fn test_and_grains_functions() {
     assert_eq!(
         one(&fleet, id, "sys.list_modules", vec![]).await.ret,
         json!([
+            "config",
+            "event",
             "grains",
+            "pillar",
             "pkg",
             "rest_sample",
             "saltutil",
