@@ -133,10 +133,6 @@ impl DeviceDriver for DummyDriver {
         }
         Ok(self.info())
     }
-
-    fn services(&self) -> Option<&dyn Services> {
-        Some(self)
-    }
 }
 
 impl Services for DummyDriver {
@@ -150,5 +146,11 @@ impl Services for DummyDriver {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Value, DriverError>> {
         self.service(action, Some(name)).boxed()
+    }
+}
+
+impl crate::drivers::Capabilities for DummyDriver {
+    fn services(&self) -> Option<&dyn Services> {
+        Some(self)
     }
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{netconf, ovsdb, snmp, Capability, MAX_DEVICE_BODY};
+use super::{Capability, MAX_DEVICE_BODY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -51,19 +51,33 @@ pub enum DriverError {
     SnmpSockets(#[source] std::io::Error),
     #[error("driver set-up failed: {0}")]
     Setup(&'static str),
-    #[error("{0}")]
-    Snmp(#[from] snmp::SnmpError),
-    #[error("{0}")]
-    Ovsdb(#[from] ovsdb::OvsdbError),
-    /// Boxed: NETCONF errors carry host-key details and would make every
-    /// `DriverError` large.
-    #[error("{0}")]
-    Netconf(#[source] Box<netconf::NetconfError>),
+    /// A driver's own error (SNMP, OVSDB, NETCONF, ...), which classifies itself;
+    /// boxed so a driver with a large error does not make every `DriverError` large.
+    #[error(transparent)]
+    Device(Box<dyn DeviceError>),
 }
 
-impl From<netconf::NetconfError> for DriverError {
-    fn from(e: netconf::NetconfError) -> DriverError {
-        DriverError::Netconf(Box::new(e))
+/// A driver's own error type: implementing this is all a new driver does for its
+/// errors to travel as `DriverError`s (with `?`), labelled and classified.
+pub trait DeviceError: std::error::Error + Send + Sync + 'static {
+    /// Bounded label for `drover_device_op_errors_total{error_kind}`.
+    fn kind(&self) -> &'static str;
+    /// Whether the device is unhealthy (counts towards `down`), as opposed to a
+    /// request it cannot serve.
+    fn is_device_failure(&self) -> bool;
+}
+
+/// So `DriverError::Device` is transparent: the driver's error shows, with its own
+/// sources behind it.
+impl std::error::Error for Box<dyn DeviceError> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        (**self).source()
+    }
+}
+
+impl<E: DeviceError> From<E> for DriverError {
+    fn from(e: E) -> DriverError {
+        DriverError::Device(Box::new(e))
     }
 }
 
@@ -84,9 +98,7 @@ impl DriverError {
             | DriverError::HttpClient(_)
             | DriverError::SnmpSockets(_)
             | DriverError::Setup(_) => "setup",
-            DriverError::Snmp(e) => e.kind(),
-            DriverError::Ovsdb(e) => e.kind(),
-            DriverError::Netconf(e) => e.kind(),
+            DriverError::Device(e) => e.kind(),
         }
     }
 
@@ -96,9 +108,7 @@ impl DriverError {
         match self {
             DriverError::Status(code) => *code >= 500,
             DriverError::Unsupported { .. } => false,
-            DriverError::Snmp(e) => e.is_device_failure(),
-            DriverError::Ovsdb(e) => e.is_device_failure(),
-            DriverError::Netconf(e) => e.is_device_failure(),
+            DriverError::Device(e) => e.is_device_failure(),
             _ => true,
         }
     }

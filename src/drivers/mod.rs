@@ -26,9 +26,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-pub use capability::{Capability, Packages, Services};
+pub use capability::{Capabilities, Capability, Packages, Services};
 pub use context::DriverContext;
-pub use error::DriverError;
+pub use error::{DeviceError, DriverError};
 
 /// Largest body accepted from a device; more is an error, not an allocation.
 pub const MAX_DEVICE_BODY: usize = 4 * 1024 * 1024;
@@ -65,7 +65,7 @@ pub trait DriverSettings: DeserializeOwned + std::fmt::Debug + Clone + PartialEq
 
 /// One connected device of one driver: health, grains, and the capabilities it has.
 /// Capability accessors default to "none", so a driver names only what it offers.
-pub trait DeviceDriver: Clone + Send + Sync + Sized + 'static {
+pub trait DeviceDriver: Capabilities + Clone + Send + Sync + Sized + 'static {
     type Settings: DriverSettings;
 
     fn build(
@@ -84,30 +84,6 @@ pub trait DeviceDriver: Clone + Send + Sync + Sized + 'static {
     /// should not hold connections open between checks.
     fn background(&self) -> Self {
         self.clone()
-    }
-
-    fn services(&self) -> Option<&dyn Services> {
-        None
-    }
-
-    fn packages(&self) -> Option<&dyn Packages> {
-        None
-    }
-
-    fn snmp(&self) -> Option<&snmp::device::SnmpDevice> {
-        None
-    }
-
-    fn ovs(&self) -> Option<&ovsdb::OvsDevice> {
-        None
-    }
-
-    fn rest_sample(&self) -> Option<&rest::RestDriver> {
-        None
-    }
-
-    fn netconf(&self) -> Option<&netconf::NetconfDevice> {
-        None
     }
 }
 
@@ -181,28 +157,9 @@ macro_rules! drivers {
                 match self { $( Driver::$variant(d) => DeviceDriver::grains(d).await, )+ }
             }
 
-            fn capability_services(&self) -> Option<&dyn Services> {
-                match self { $( Driver::$variant(d) => DeviceDriver::services(d), )+ }
-            }
-
-            fn capability_packages(&self) -> Option<&dyn Packages> {
-                match self { $( Driver::$variant(d) => DeviceDriver::packages(d), )+ }
-            }
-
-            fn capability_snmp(&self) -> Option<&snmp::device::SnmpDevice> {
-                match self { $( Driver::$variant(d) => DeviceDriver::snmp(d), )+ }
-            }
-
-            fn capability_ovs(&self) -> Option<&ovsdb::OvsDevice> {
-                match self { $( Driver::$variant(d) => DeviceDriver::ovs(d), )+ }
-            }
-
-            fn capability_rest_sample(&self) -> Option<&rest::RestDriver> {
-                match self { $( Driver::$variant(d) => DeviceDriver::rest_sample(d), )+ }
-            }
-
-            fn capability_netconf(&self) -> Option<&netconf::NetconfDevice> {
-                match self { $( Driver::$variant(d) => DeviceDriver::netconf(d), )+ }
+            /// What this device can do; asked by the capability accessors.
+            fn capabilities(&self) -> &dyn Capabilities {
+                match self { $( Driver::$variant(d) => d, )+ }
             }
         }
     };
@@ -271,53 +228,6 @@ fn settings<S: DriverSettings>(table: Map<String, Value>, base: &Path) -> Result
 }
 
 impl Driver {
-    /// The device's services, or a clear "not supported by proxytype X".
-    pub fn services(&self) -> Result<&dyn Services, DriverError> {
-        self.capability_services()
-            .ok_or_else(|| self.unsupported(Capability::Service))
-    }
-
-    pub fn packages(&self) -> Result<&dyn Packages, DriverError> {
-        self.capability_packages()
-            .ok_or_else(|| self.unsupported(Capability::Pkg))
-    }
-
-    /// The SNMP side of a device, for the `snmp.*` functions.
-    pub fn snmp(&self) -> Result<&snmp::device::SnmpDevice, DriverError> {
-        self.capability_snmp()
-            .ok_or_else(|| self.unsupported(Capability::Snmp))
-    }
-
-    /// The Open vSwitch side of a device, for the `openvswitch.*` functions.
-    pub fn ovs(&self) -> Result<&ovsdb::OvsDevice, DriverError> {
-        self.capability_ovs()
-            .ok_or_else(|| self.unsupported(Capability::Ovs))
-    }
-
-    /// The `rest_sample` API of a device, for the `rest_sample.*` functions.
-    pub fn rest_sample(&self) -> Result<&rest::RestDriver, DriverError> {
-        self.capability_rest_sample()
-            .ok_or_else(|| self.unsupported(Capability::RestSample))
-    }
-
-    /// The NETCONF side of a device, for the `netconf.*` functions.
-    pub fn netconf(&self) -> Result<&netconf::NetconfDevice, DriverError> {
-        self.capability_netconf()
-            .ok_or_else(|| self.unsupported(Capability::Netconf))
-    }
-
-    /// Whether this device has `cap`: asked of the driver, never listed here.
-    pub fn supports(&self, cap: Capability) -> bool {
-        match cap {
-            Capability::Service => self.capability_services().is_some(),
-            Capability::Pkg => self.capability_packages().is_some(),
-            Capability::Snmp => self.capability_snmp().is_some(),
-            Capability::Ovs => self.capability_ovs().is_some(),
-            Capability::RestSample => self.capability_rest_sample().is_some(),
-            Capability::Netconf => self.capability_netconf().is_some(),
-        }
-    }
-
     /// `Ok` when this device has `cap`, else the "not supported by" error.
     pub fn require(&self, cap: Capability) -> Result<(), DriverError> {
         if self.supports(cap) {
@@ -327,7 +237,7 @@ impl Driver {
         }
     }
 
-    fn unsupported(&self, capability: Capability) -> DriverError {
+    pub(super) fn unsupported(&self, capability: Capability) -> DriverError {
         DriverError::Unsupported {
             capability,
             proxytype: self.proxytype(),

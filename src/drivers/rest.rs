@@ -290,18 +290,6 @@ impl DeviceDriver for RestDriver {
     fn background(&self) -> RestDriver {
         RestDriver::background(self)
     }
-
-    fn services(&self) -> Option<&dyn Services> {
-        Some(self)
-    }
-
-    fn packages(&self) -> Option<&dyn Packages> {
-        Some(self)
-    }
-
-    fn rest_sample(&self) -> Option<&RestDriver> {
-        Some(self)
-    }
 }
 
 impl Services for RestDriver {
@@ -337,6 +325,20 @@ impl Packages for RestDriver {
 
     fn package_status<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Value, DriverError>> {
         async move { self.get(&["package", "status", name]).await }.boxed()
+    }
+}
+
+impl crate::drivers::Capabilities for RestDriver {
+    fn services(&self) -> Option<&dyn Services> {
+        Some(self)
+    }
+
+    fn packages(&self) -> Option<&dyn Packages> {
+        Some(self)
+    }
+
+    fn rest_sample(&self) -> Option<&RestDriver> {
+        Some(self)
     }
 }
 

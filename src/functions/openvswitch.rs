@@ -186,7 +186,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
 }
 
 fn de(e: OvsdbError) -> FunctionError {
-    FunctionError::Driver(DriverError::Ovsdb(e))
+    FunctionError::Driver(DriverError::from(e))
 }
 
 /// Salt's `_retcode_to_bool`: success is `True`, a refusal `False`; a device or

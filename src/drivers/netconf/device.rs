@@ -171,7 +171,9 @@ impl DeviceDriver for NetconfDevice {
     async fn grains(&self) -> Result<Map<String, Value>, DriverError> {
         Ok(NetconfDevice::grains(self).await?)
     }
+}
 
+impl crate::drivers::Capabilities for NetconfDevice {
     fn netconf(&self) -> Option<&NetconfDevice> {
         Some(self)
     }

@@ -190,3 +190,13 @@ impl std::fmt::Display for RpcError {
         f.write_str(")")
     }
 }
+
+impl crate::drivers::DeviceError for NetconfError {
+    fn kind(&self) -> &'static str {
+        NetconfError::kind(self)
+    }
+
+    fn is_device_failure(&self) -> bool {
+        NetconfError::is_device_failure(self)
+    }
+}

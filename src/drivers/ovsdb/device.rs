@@ -110,7 +110,9 @@ impl DeviceDriver for OvsDevice {
     async fn grains(&self) -> Result<Map<String, Value>, DriverError> {
         Ok(OvsDevice::grains(self).await?)
     }
+}
 
+impl crate::drivers::Capabilities for OvsDevice {
     fn ovs(&self) -> Option<&OvsDevice> {
         Some(self)
     }

@@ -95,3 +95,13 @@ impl OvsdbError {
         )
     }
 }
+
+impl crate::drivers::DeviceError for OvsdbError {
+    fn kind(&self) -> &'static str {
+        OvsdbError::kind(self)
+    }
+
+    fn is_device_failure(&self) -> bool {
+        OvsdbError::is_device_failure(self)
+    }
+}

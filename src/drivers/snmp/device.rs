@@ -155,7 +155,9 @@ impl DeviceDriver for SnmpDevice {
     async fn grains(&self) -> Result<Map<String, Value>, DriverError> {
         Ok(SnmpDevice::grains(self).await?)
     }
+}
 
+impl crate::drivers::Capabilities for SnmpDevice {
     fn snmp(&self) -> Option<&SnmpDevice> {
         Some(self)
     }

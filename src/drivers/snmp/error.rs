@@ -112,6 +112,16 @@ impl SnmpError {
     }
 }
 
+impl crate::drivers::DeviceError for SnmpError {
+    fn kind(&self) -> &'static str {
+        SnmpError::kind(self)
+    }
+
+    fn is_device_failure(&self) -> bool {
+        SnmpError::is_device_failure(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
