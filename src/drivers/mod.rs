@@ -13,6 +13,7 @@ mod context;
 pub mod dummy;
 mod error;
 pub mod http1;
+pub mod netconf;
 pub mod ovsdb;
 pub mod rest;
 pub mod snmp;
