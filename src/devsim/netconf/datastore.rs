@@ -113,7 +113,9 @@ impl Store {
         match p.elements().next().map(|e| &*e.name) {
             Some("running") => Ok(Store::Running),
             Some("candidate") => Ok(Store::Candidate),
-            Some(other) => Err(bad("invalid-value", format!("no datastore {other}")).element(other)),
+            Some(other) => {
+                Err(bad("invalid-value", format!("no datastore {other}")).element(other))
+            }
             None => Err(bad("missing-element", "no datastore named")),
         }
     }
@@ -180,7 +182,11 @@ impl Datastore {
     pub fn seeded(hostname: &str, interfaces: usize) -> Datastore {
         let system = Element::new("system", Some(SYSTEM_NS))
             .with(Element::leaf("hostname", Some(SYSTEM_NS), hostname))
-            .with(Element::leaf("location", Some(SYSTEM_NS), "Drover simulated lab"));
+            .with(Element::leaf(
+                "location",
+                Some(SYSTEM_NS),
+                "Drover simulated lab",
+            ));
         let mut ifs = Element::new("interfaces", Some(IF_NS));
         for i in 0..interfaces {
             ifs = ifs.with(
@@ -261,11 +267,7 @@ impl Datastore {
     }
 
     /// `<get>`: running plus the state data (`system-state`).
-    pub fn get(
-        &self,
-        filter: Option<&Element>,
-        state: &Element,
-    ) -> Result<Element, RpcError> {
+    pub fn get(&self, filter: Option<&Element>, state: &Element) -> Result<Element, RpcError> {
         let mut all = self.running.clone();
         all.children.push(Node::Element(state.clone()));
         apply_filter(&all, filter)
@@ -315,11 +317,7 @@ impl Datastore {
             .held_by(holder));
         }
         if s == Store::Candidate && self.dirty {
-            return Err(bad(
-                "lock-denied",
-                "the candidate has uncommitted changes",
-            )
-            .held_by(0));
+            return Err(bad("lock-denied", "the candidate has uncommitted changes").held_by(0));
         }
         self.locks[s.index()] = Some(session);
         Ok(())
@@ -398,7 +396,11 @@ impl Datastore {
                 *l = None;
             }
         }
-        if self.confirmed.as_ref().is_some_and(|c| c.session == session) {
+        if self
+            .confirmed
+            .as_ref()
+            .is_some_and(|c| c.session == session)
+        {
             self.rollback();
         }
     }
@@ -420,11 +422,9 @@ fn operation(e: &Element, inherited: Op) -> Result<Op, RpcError> {
     match e.attr("operation", Some(NC_NS)) {
         None => Ok(inherited),
         Some(s) => match Op::parse(s) {
-            Some(Op::None) | None => Err(bad(
-                "bad-attribute",
-                format!("unknown operation {s:?}"),
-            )
-            .element(&e.name)),
+            Some(Op::None) | None => {
+                Err(bad("bad-attribute", format!("unknown operation {s:?}")).element(&e.name))
+            }
             Some(op) => Ok(op),
         },
     }
@@ -443,12 +443,7 @@ fn materialize(e: &Element) -> Result<Option<Element>, RpcError> {
     let mut out = Element {
         name: e.name.clone(),
         ns: e.ns.clone(),
-        attrs: e
-            .attrs
-            .iter()
-            .filter(|a| a.ns.is_none())
-            .cloned()
-            .collect(),
+        attrs: e.attrs.iter().filter(|a| a.ns.is_none()).cloned().collect(),
         children: Vec::with_capacity(e.children.len()),
     };
     for c in &e.children {
@@ -474,10 +469,14 @@ fn edit(target: &mut Element, edit_parent: &Element, inherited: Op) -> Result<()
         });
         match (op, found) {
             (Op::Create, Some(_)) => {
-                return Err(app("data-exists", format!("{} already exists", e.name)).element(&e.name))
+                return Err(
+                    app("data-exists", format!("{} already exists", e.name)).element(&e.name)
+                )
             }
             (Op::Delete, None) => {
-                return Err(app("data-missing", format!("{} does not exist", e.name)).element(&e.name))
+                return Err(
+                    app("data-missing", format!("{} does not exist", e.name)).element(&e.name)
+                )
             }
             (Op::Delete | Op::Remove, Some(i)) => {
                 target.children.remove(i);
@@ -488,14 +487,12 @@ fn edit(target: &mut Element, edit_parent: &Element, inherited: Op) -> Result<()
                     target.children.push(Node::Element(m));
                 }
             }
-            (Op::Replace, Some(i)) => {
-                match materialize(e)? {
-                    Some(m) => target.children[i] = Node::Element(m),
-                    None => {
-                        target.children.remove(i);
-                    }
+            (Op::Replace, Some(i)) => match materialize(e)? {
+                Some(m) => target.children[i] = Node::Element(m),
+                None => {
+                    target.children.remove(i);
                 }
-            }
+            },
             (Op::Merge | Op::None, Some(i)) => {
                 let Some(Node::Element(d)) = target.children.get_mut(i) else {
                     continue;
@@ -555,8 +552,9 @@ fn apply_filter(data: &Element, filter: Option<&Element>) -> Result<Element, Rpc
             ))
         }
         Some(other) => {
-            return Err(bad("bad-attribute", format!("unknown filter type {other:?}"))
-                .element("filter"))
+            return Err(
+                bad("bad-attribute", format!("unknown filter type {other:?}")).element("filter"),
+            )
         }
     }
     let mut out = root();
@@ -572,9 +570,7 @@ fn select_children(d: &Element, f: &Element) -> Option<Vec<Node>> {
     let fkids: Vec<&Element> = f.elements().collect();
     for cm in fkids.iter().filter(|k| is_content_match(k)) {
         let want = cm.text();
-        let hit = d
-            .elements()
-            .any(|c| names_match(c, cm) && c.text() == want);
+        let hit = d.elements().any(|c| names_match(c, cm) && c.text() == want);
         if !hit {
             return None;
         }

@@ -23,7 +23,6 @@
 //! ```
 
 mod datastore;
-mod framing;
 mod session;
 mod ssh;
 #[cfg(test)]
@@ -386,7 +385,10 @@ impl NetconfSim {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
-        debug!(devices = self.infos.len(), "NETCONF device simulator stopped");
+        debug!(
+            devices = self.infos.len(),
+            "NETCONF device simulator stopped"
+        );
     }
 }
 

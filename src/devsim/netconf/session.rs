@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::datastore::{system_state, Datastore, ErrorType, Op, RpcError, Store};
-use super::framing::{Decoder, Framing, FramingError};
 use super::xml::{parse, Element, XmlError, NC_NS};
+use crate::drivers::netconf::framing::{Decoder, Framing, FramingError};
 
 pub const BASE_10: &str = "urn:ietf:params:netconf:base:1.0";
 pub const BASE_11: &str = "urn:ietf:params:netconf:base:1.1";
@@ -91,7 +91,7 @@ impl Session {
         Session {
             id,
             dev,
-            decoder: Decoder::new(max_message),
+            decoder: Decoder::new(Framing::EndOfMessage, max_message),
             framing: Framing::EndOfMessage,
             hello_seen: false,
         }
@@ -121,8 +121,8 @@ impl Session {
         s
     }
 
-    pub fn push(&mut self, data: &[u8]) {
-        self.decoder.push(data);
+    pub fn push(&mut self, data: &[u8]) -> Result<(), SessionError> {
+        self.decoder.extend(data).map_err(SessionError::Framing)
     }
 
     /// Handles the next complete message in the buffer; None when none is complete.
@@ -156,7 +156,7 @@ impl Session {
         let has = |c: &str| caps.iter().any(|x| x.trim() == c);
         if has(BASE_11) {
             self.framing = Framing::Chunked;
-            self.decoder.set_mode(Framing::Chunked);
+            self.decoder.set_framing(Framing::Chunked);
         } else if !has(BASE_10) {
             return Err(SessionError::BadHello("no common base capability"));
         }
@@ -172,7 +172,11 @@ impl Session {
                 return Outcome {
                     reply: Some(error_reply(
                         None,
-                        &[RpcError::new(ErrorType::Rpc, "malformed-message", e.to_string())],
+                        &[RpcError::new(
+                            ErrorType::Rpc,
+                            "malformed-message",
+                            e.to_string(),
+                        )],
                     )),
                     message_id: None,
                     close: false,
@@ -181,7 +185,8 @@ impl Session {
         };
         let message_id = rpc.attr("message-id", None).map(str::to_owned);
         if !rpc.is("rpc", NC_NS) {
-            let e = RpcError::new(ErrorType::Rpc, "unknown-element", "expected <rpc>").element(&rpc.name);
+            let e = RpcError::new(ErrorType::Rpc, "unknown-element", "expected <rpc>")
+                .element(&rpc.name);
             return Outcome {
                 reply: Some(error_reply(None, &[e])),
                 message_id,
@@ -189,8 +194,12 @@ impl Session {
             };
         }
         let Some(id) = message_id.as_deref() else {
-            let e = RpcError::new(ErrorType::Rpc, "missing-attribute", "rpc without message-id")
-                .element("rpc");
+            let e = RpcError::new(
+                ErrorType::Rpc,
+                "missing-attribute",
+                "rpc without message-id",
+            )
+            .element("rpc");
             return Outcome {
                 reply: Some(error_reply(None, &[e])),
                 message_id,
@@ -199,7 +208,11 @@ impl Session {
         };
         let mut close = false;
         let result = match rpc.elements().next() {
-            None => Err(RpcError::new(ErrorType::Rpc, "missing-element", "empty rpc")),
+            None => Err(RpcError::new(
+                ErrorType::Rpc,
+                "missing-element",
+                "empty rpc",
+            )),
             Some(op) => self.dispatch(op, &mut close),
         };
         let reply = match result {

@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, trace, warn};
 
-use super::framing::{encode, Framing};
 use super::session::{DeviceState, Session};
 use super::NetconfFault;
 use crate::devsim::rest::{bind_listener, reserve_port};
+use crate::drivers::netconf::framing::{encode, Framing, FramingError, EOM};
 
 /// Listen backlog per device.
 const BACKLOG: u32 = 1024;
@@ -137,7 +137,13 @@ impl russh::server::Handler for Conn {
         session.channel_success(channel)?;
         let id = self.shared.next_session.fetch_add(1, Ordering::Relaxed);
         let s = Session::new(id, Arc::clone(&self.dev.state), self.shared.max_message);
-        session.data(channel, encode(Framing::EndOfMessage, s.hello().as_bytes()))?;
+        match framed(Framing::EndOfMessage, s.hello().as_bytes()) {
+            Ok(hello) => session.data(channel, hello)?,
+            Err(e) => {
+                warn!(device = %self.dev.state.id, error = %e, "cannot frame the hello");
+                return session.close(channel);
+            }
+        }
         trace!(device = %self.dev.state.id, session = id, "NETCONF session started");
         self.session = Some(s);
         Ok(())
@@ -155,7 +161,12 @@ impl russh::server::Handler for Conn {
         let Some(s) = self.session.as_mut() else {
             return Ok(());
         };
-        s.push(data);
+        if let Err(e) = s.push(data) {
+            debug!(device = %self.dev.state.id, error = %e, "NETCONF session ended on a framing error");
+            self.session = None;
+            self.stalled = true;
+            return session.close(channel);
+        }
         loop {
             let Some(s) = self.session.as_mut() else {
                 return Ok(());
@@ -203,6 +214,18 @@ impl russh::server::Handler for Conn {
     }
 }
 
+/// One message framed (an error only for a 1.0 message containing `]]>]]>`, which
+/// escaped XML text cannot).
+fn framed(framing: Framing, msg: &[u8]) -> Result<Vec<u8>, FramingError> {
+    let mut out = Vec::with_capacity(msg.len() + 32);
+    encode(framing, msg, &mut out)?;
+    Ok(out)
+}
+
+fn frame_error(e: FramingError) -> russh::Error {
+    russh::Error::IO(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// Sends one reply as the device's fault dictates; true when the reply was left
 /// unfinished on purpose and the session must stay silent from now on.
 async fn send(
@@ -215,18 +238,24 @@ async fn send(
 ) -> Result<bool, russh::Error> {
     match fault {
         NetconfFault::None | NetconfFault::Down => {
-            session.data(channel, encode(framing, reply.as_bytes()))?;
+            session.data(
+                channel,
+                framed(framing, reply.as_bytes()).map_err(frame_error)?,
+            )?;
         }
         NetconfFault::Slow(d) => {
             tokio::time::sleep(*d).await;
-            session.data(channel, encode(framing, reply.as_bytes()))?;
+            session.data(
+                channel,
+                framed(framing, reply.as_bytes()).map_err(frame_error)?,
+            )?;
         }
         NetconfFault::NeverEnding => {
-            let framed = encode(framing, reply.as_bytes());
+            let whole = framed(framing, reply.as_bytes()).map_err(frame_error)?;
             // The first half: a chunk header promising more than comes, or a 1.0
             // message without its end marker.
-            let half = framed.len() / 2;
-            session.data(channel, Bytes::copy_from_slice(&framed[..half]))?;
+            let half = whole.len() / 2;
+            session.data(channel, Bytes::copy_from_slice(&whole[..half]))?;
             return Ok(true);
         }
         NetconfFault::BadChunk => {
@@ -259,7 +288,7 @@ async fn send(
             frame(session, Bytes::from_static(tail.as_bytes()))?;
             match framing {
                 Framing::Chunked => session.data(channel, &b"\n##\n"[..])?,
-                Framing::EndOfMessage => session.data(channel, super::framing::EOM)?,
+                Framing::EndOfMessage => session.data(channel, EOM)?,
             }
         }
     }

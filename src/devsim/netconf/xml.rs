@@ -363,7 +363,10 @@ mod tests {
             Some("a&bA")
         );
         let out = sys.to_xml();
-        assert!(out.contains("<hostname>a&amp;bA</hostname><contact/>"), "{out}");
+        assert!(
+            out.contains("<hostname>a&amp;bA</hostname><contact/>"),
+            "{out}"
+        );
         assert_eq!(parse(out.as_bytes()).unwrap(), *sys);
     }
 
