@@ -148,9 +148,9 @@ fn default_operations_none_and_replace() {
         ds.running(),
         "none changes nothing without operations"
     );
-    let c = config(&format!(
-        "<foo xmlns=\"urn:x\"><bar xmlns:nc=\"urn:ietf:params:xml:ns:netconf:base:1.0\" nc:operation=\"create\">1</bar></foo>"
-    ));
+    let c = config(
+        "<foo xmlns=\"urn:x\"><bar xmlns:nc=\"urn:ietf:params:xml:ns:netconf:base:1.0\" nc:operation=\"create\">1</bar></foo>",
+    );
     assert_eq!(
         ds.edit_config(1, Store::Candidate, Op::None, &c)
             .unwrap_err()
