@@ -29,8 +29,9 @@ pub const OS_NAME: &str = "Drover-sim";
 /// Interfaces in each device's seed configuration.
 pub const SEED_INTERFACES: usize = 4;
 
-/// One simulated device's configuration, created on first use (an idle device that
-/// was never connected to costs nothing).
+/// One simulated device's configuration, created on the first operation that changes
+/// it (locks included): until then reads are answered from the seed, so a fleet that
+/// is only read keeps no datastore at all.
 pub struct DeviceState {
     pub id: Box<str>,
     store: Mutex<Option<Datastore>>,
@@ -52,6 +53,37 @@ impl DeviceState {
         let ds = g.get_or_insert_with(|| Datastore::seeded(&self.id, SEED_INTERFACES));
         ds.expire(Instant::now());
         f(ds)
+    }
+
+    /// Reads the datastore, or the seed while the device has none.
+    pub fn read<T>(&self, f: impl FnOnce(&Datastore) -> T) -> T {
+        let mut g = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        match g.as_mut() {
+            Some(ds) => {
+                ds.expire(Instant::now());
+                f(ds)
+            }
+            None => {
+                drop(g);
+                f(&Datastore::seeded(&self.id, SEED_INTERFACES))
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub fn materialized(&self) -> bool {
+        self.store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// A session ended: releases what it held, if the datastore exists.
+    fn release(&self, session: u32) {
+        let mut g = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ds) = g.as_mut() {
+            ds.release(session);
+        }
     }
 }
 
@@ -244,14 +276,12 @@ impl Session {
         match &*op.name {
             "get" => {
                 let state = system_state(OS_NAME, env!("CARGO_PKG_VERSION"), &self.dev.id);
-                self.dev
-                    .with_store(|ds| ds.get(filter, &state))
-                    .map(Body::Data)
+                self.dev.read(|ds| ds.get(filter, &state)).map(Body::Data)
             }
             "get-config" => {
                 let source = Store::from_param(op.child("source"))?;
                 self.dev
-                    .with_store(|ds| ds.get_config(source, filter))
+                    .read(|ds| ds.get_config(source, filter))
                     .map(Body::Data)
             }
             "edit-config" => {
@@ -373,8 +403,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let sid = self.id;
-        self.dev.with_store(|ds| ds.release(sid));
+        self.dev.release(self.id);
     }
 }
 

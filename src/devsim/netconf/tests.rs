@@ -341,7 +341,7 @@ fn session_switches_to_chunked_after_a_base11_hello() {
     );
     assert!(r.contains("<hostname>r1</hostname>"), "{r}");
     // A 1.0 client stays on end-of-message framing.
-    let mut s = Session::new(8, dev, 1 << 20);
+    let mut s = Session::new(8, Arc::clone(&dev), 1 << 20);
     exchange(&mut s, Framing::EndOfMessage, &client_hello(BASE_10));
     assert_eq!(s.framing(), Framing::EndOfMessage);
     let r = exchange(&mut s, Framing::EndOfMessage, &rpc(2, "<get><filter><system-state xmlns=\"urn:ietf:params:xml:ns:yang:ietf-system\"/></filter></get>")).unwrap();
@@ -350,6 +350,17 @@ fn session_switches_to_chunked_after_a_base11_hello() {
         "{r}"
     );
     assert!(!r.contains("<hostname>"), "{r}");
+    // Reads (and sessions coming and going) keep no datastore; a lock creates it.
+    drop(s);
+    assert!(!dev.materialized());
+    let mut s = Session::new(9, Arc::clone(&dev), 1 << 20);
+    exchange(&mut s, Framing::EndOfMessage, &client_hello(BASE_10));
+    exchange(
+        &mut s,
+        Framing::EndOfMessage,
+        &rpc(3, "<lock><target><candidate/></target></lock>"),
+    );
+    assert!(dev.materialized());
 }
 
 #[test]
@@ -424,7 +435,7 @@ impl client::Handler for Pinned {
 
 /// A minimal NETCONF client for the tests.
 struct Nc {
-    _ssh: client::Handle<Pinned>,
+    _ssh: Box<dyn std::any::Any + Send>,
     channel: russh::Channel<client::Msg>,
     decoder: Decoder,
     hello: String,
@@ -459,7 +470,7 @@ impl Nc {
         let channel = h.channel_open_session().await.unwrap();
         channel.request_subsystem(true, "netconf").await.unwrap();
         let mut nc = Nc {
-            _ssh: h,
+            _ssh: Box::new(h),
             channel,
             decoder: Decoder::new(Framing::EndOfMessage, 1 << 20),
             hello: String::new(),
