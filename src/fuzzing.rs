@@ -20,13 +20,15 @@ pub type Entry = fn(&[u8]);
 
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and
 /// `fuzz/corpus/<name>/` call them.
-pub const TARGETS: [(&str, Entry); 6] = [
+pub const TARGETS: [(&str, Entry); 8] = [
     ("snmp_decode", snmp_decode),
     ("http_reply", http_reply),
     ("salt_envelope", salt_envelope),
     ("config_parse", config_parse),
     ("inventory_parse", inventory_parse),
     ("target_parse", target_parse),
+    ("netconf_framing", netconf_framing),
+    ("netconf_xml", netconf_xml),
 ];
 
 /// Inputs larger than this are cut: the decoders' caps are far below it, and longer
@@ -310,6 +312,69 @@ pub fn target_parse(data: &[u8]) {
         let _ = target.matches(c);
     }
     let _ = target.as_list();
+}
+
+/// NETCONF framing: the first byte picks the framing and how the rest is split into
+/// reads; every message decoded must fit the cap, and a chunked re-encoding of the
+/// decoded messages must decode to the same messages.
+pub fn netconf_framing(data: &[u8]) {
+    use crate::drivers::netconf::framing::{encode_chunked, Decoder, Framing};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let framing = if mode & 1 == 0 {
+        Framing::EndOfMessage
+    } else {
+        Framing::Chunked
+    };
+    let step = usize::from(mode >> 1) + 1;
+    const CAP: usize = 4096;
+    let mut d = Decoder::new(framing, CAP);
+    let mut msgs = Vec::new();
+    'feed: for part in rest.chunks(step) {
+        if d.extend(part).is_err() {
+            break;
+        }
+        loop {
+            match d.next_message() {
+                Ok(Some(m)) => {
+                    assert!(m.len() <= CAP);
+                    msgs.push(m);
+                }
+                Ok(None) => break,
+                Err(_) => break 'feed,
+            }
+        }
+        assert!(d.pending() <= 2 * CAP + 1024 + step);
+    }
+    let mut wire = Vec::new();
+    for m in msgs.iter().filter(|m| !m.is_empty()) {
+        encode_chunked(m, 7, &mut wire);
+    }
+    let mut d = Decoder::new(Framing::Chunked, CAP);
+    d.extend(&wire).expect("re-encoded within the cap");
+    let mut again = Vec::new();
+    while let Some(m) = d.next_message().expect("re-encoded decodes") {
+        again.push(m);
+    }
+    let want: Vec<_> = msgs.into_iter().filter(|m| !m.is_empty()).collect();
+    assert_eq!(again, want);
+}
+
+/// NETCONF XML to JSON: must return for any text, and the JSON of a parsed
+/// document must serialise.
+pub fn netconf_xml(data: &[u8]) {
+    use crate::drivers::netconf::xml;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(root) = xml::parse_document(text) {
+        let j = root.to_json_document();
+        let _ = serde_json::to_string(&j).expect("JSON serialises");
+        assert!(text.get(root.outer.clone()).is_some());
+        assert!(text.get(root.inner.clone()).is_some());
+    }
+    let _ = xml::to_json(text);
 }
 
 #[cfg(test)]

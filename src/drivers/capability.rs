@@ -14,6 +14,7 @@ pub enum Capability {
     Pkg,
     Snmp,
     Ovs,
+    Netconf,
 }
 
 impl Capability {
@@ -23,6 +24,7 @@ impl Capability {
             Capability::Pkg => "pkg",
             Capability::Snmp => "snmp",
             Capability::Ovs => "openvswitch",
+            Capability::Netconf => "netconf",
         }
     }
 }

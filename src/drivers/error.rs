@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ovsdb, snmp, Capability, MAX_DEVICE_BODY};
+use super::{netconf, ovsdb, snmp, Capability, MAX_DEVICE_BODY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -55,6 +55,16 @@ pub enum DriverError {
     Snmp(#[from] snmp::SnmpError),
     #[error("{0}")]
     Ovsdb(#[from] ovsdb::OvsdbError),
+    /// Boxed: NETCONF errors carry host-key details and would make every
+    /// `DriverError` large.
+    #[error("{0}")]
+    Netconf(#[source] Box<netconf::NetconfError>),
+}
+
+impl From<netconf::NetconfError> for DriverError {
+    fn from(e: netconf::NetconfError) -> DriverError {
+        DriverError::Netconf(Box::new(e))
+    }
 }
 
 impl DriverError {
@@ -76,6 +86,7 @@ impl DriverError {
             | DriverError::Setup(_) => "setup",
             DriverError::Snmp(e) => e.kind(),
             DriverError::Ovsdb(e) => e.kind(),
+            DriverError::Netconf(e) => e.kind(),
         }
     }
 
@@ -87,6 +98,7 @@ impl DriverError {
             DriverError::Unsupported { .. } => false,
             DriverError::Snmp(e) => e.is_device_failure(),
             DriverError::Ovsdb(e) => e.is_device_failure(),
+            DriverError::Netconf(e) => e.is_device_failure(),
             _ => true,
         }
     }

@@ -101,6 +101,10 @@ pub trait DeviceDriver: Clone + Send + Sync + Sized + 'static {
     fn ovs(&self) -> Option<&ovsdb::OvsDevice> {
         None
     }
+
+    fn netconf(&self) -> Option<&netconf::NetconfDevice> {
+        None
+    }
 }
 
 /// The one list of drivers: variant, proxytype name (then aliases), driver type.
@@ -188,6 +192,10 @@ macro_rules! drivers {
             fn capability_ovs(&self) -> Option<&ovsdb::OvsDevice> {
                 match self { $( Driver::$variant(d) => DeviceDriver::ovs(d), )+ }
             }
+
+            fn capability_netconf(&self) -> Option<&netconf::NetconfDevice> {
+                match self { $( Driver::$variant(d) => DeviceDriver::netconf(d), )+ }
+            }
         }
     };
 }
@@ -199,6 +207,8 @@ drivers! {
     Snmp: "snmp" => snmp::device::SnmpDevice,
     /// An Open vSwitch host's ovsdb-server.
     Ovs: "ovs" => ovsdb::OvsDevice,
+    /// A NETCONF server over SSH (RFC 6241, RFC 6242).
+    Netconf: "netconf" => netconf::NetconfDevice,
     /// An in-process device for tests and overhead measurements.
     Dummy: "dummy" => dummy::DummyDriver,
 }
@@ -276,6 +286,12 @@ impl Driver {
             .ok_or_else(|| self.unsupported(Capability::Ovs))
     }
 
+    /// The NETCONF side of a device, for the `netconf.*` functions.
+    pub fn netconf(&self) -> Result<&netconf::NetconfDevice, DriverError> {
+        self.capability_netconf()
+            .ok_or_else(|| self.unsupported(Capability::Netconf))
+    }
+
     /// Whether this device has `cap`: asked of the driver, never listed here.
     pub fn supports(&self, cap: Capability) -> bool {
         match cap {
@@ -283,6 +299,7 @@ impl Driver {
             Capability::Pkg => self.capability_packages().is_some(),
             Capability::Snmp => self.capability_snmp().is_some(),
             Capability::Ovs => self.capability_ovs().is_some(),
+            Capability::Netconf => self.capability_netconf().is_some(),
         }
     }
 
@@ -331,7 +348,8 @@ mod tests {
         }
         let e = DriverConfig::from_table("telnet", Map::new(), Path::new("")).unwrap_err();
         assert!(
-            e.to_string().contains("rest_sample, snmp, ovs, dummy"),
+            e.to_string()
+                .contains("rest_sample, snmp, ovs, netconf, dummy"),
             "{e}"
         );
     }

@@ -4,6 +4,7 @@
 //! driver. Unknown names answer as Salt does: `'x.y' is not available.`
 
 mod grains;
+mod netconf;
 mod openvswitch;
 mod pkg;
 mod service;
@@ -69,6 +70,17 @@ const FUNCTIONS: &[(&str, Option<Capability>)] = &[
     ("grains.item", None),
     ("grains.items", None),
     ("grains.ls", None),
+    ("netconf.capabilities", Some(Capability::Netconf)),
+    ("netconf.commit", Some(Capability::Netconf)),
+    ("netconf.discard_changes", Some(Capability::Netconf)),
+    ("netconf.edit_config", Some(Capability::Netconf)),
+    ("netconf.get", Some(Capability::Netconf)),
+    ("netconf.get_config", Some(Capability::Netconf)),
+    ("netconf.lock", Some(Capability::Netconf)),
+    ("netconf.managed", Some(Capability::Netconf)),
+    ("netconf.rpc", Some(Capability::Netconf)),
+    ("netconf.unlock", Some(Capability::Netconf)),
+    ("netconf.validate", Some(Capability::Netconf)),
     ("openvswitch.bridge_create", Some(Capability::Ovs)),
     ("openvswitch.bridge_delete", Some(Capability::Ovs)),
     ("openvswitch.bridge_exists", Some(Capability::Ovs)),
@@ -141,6 +153,7 @@ pub async fn execute(call: Call) -> Result<Value, FunctionError> {
         "sys" => sys::run(name, &call),
         "snmp" => snmp::run(name, &call).await,
         "openvswitch" => openvswitch::run(name, &call).await,
+        "netconf" => netconf::run(name, &call).await,
         _ => Err(FunctionError::NotAvailable(fun.to_owned())),
     }
 }

@@ -267,6 +267,16 @@ fn fuzz_target_parse() {
 }
 
 #[test]
+fn fuzz_netconf_framing() {
+    fuzz("netconf_framing");
+}
+
+#[test]
+fn fuzz_netconf_xml() {
+    fuzz("netconf_xml");
+}
+
+#[test]
 fn mutations_are_reproducible_and_change_inputs() {
     let seeds = vec![
         b"[[device]]\nid = \"a\"\n".to_vec(),

@@ -8,6 +8,7 @@ mod fleet;
 mod functions;
 mod fuzz;
 mod limits;
+mod netconf;
 mod operate;
 mod ovs;
 mod prometheus;

@@ -210,8 +210,11 @@ impl NetconfSim {
         if cfg.base_port != 0 && usize::from(cfg.base_port).saturating_add(cfg.count) > 65_536 {
             return Err(port_overflow());
         }
-        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-            .map_err(|e| io::Error::other(format!("cannot generate the host key: {e}")))?;
+        let key = PrivateKey::random(
+            &mut russh::keys::ssh_key::rand_core::OsRng,
+            Algorithm::Ed25519,
+        )
+        .map_err(|e| io::Error::other(format!("cannot generate the host key: {e}")))?;
         let host_key = key.public_key().clone();
         let ssh = russh::server::Config {
             keys: vec![key],

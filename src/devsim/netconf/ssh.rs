@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use russh::keys::PublicKey;
-use russh::server::{Auth, ChannelOpenHandle, Msg, Session as SshSession};
-use russh::{Channel, ChannelId};
+use russh::server::{Auth, Msg, Session as SshSession};
+use russh::{Channel, ChannelId, CryptoVec};
 use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
@@ -88,21 +88,17 @@ impl russh::server::Handler for Conn {
     async fn auth_publickey_offered(
         &mut self,
         user: &str,
-        offer: russh::server::PublicKeyOffer<'_>,
+        key: &PublicKey,
     ) -> Result<Auth, Self::Error> {
-        if self.key_allowed(user, offer.public_key) {
+        if self.key_allowed(user, key) {
             Ok(Auth::Accept)
         } else {
             Ok(Auth::reject())
         }
     }
 
-    async fn auth_publickey(
-        &mut self,
-        user: &str,
-        key: russh::server::VerifiedPublicKey<'_>,
-    ) -> Result<Auth, Self::Error> {
-        if self.key_allowed(user, key.public_key) {
+    async fn auth_publickey(&mut self, user: &str, key: &PublicKey) -> Result<Auth, Self::Error> {
+        if self.key_allowed(user, key) {
             Ok(Auth::Accept)
         } else {
             Ok(Auth::reject())
@@ -112,16 +108,15 @@ impl russh::server::Handler for Conn {
     async fn channel_open_session(
         &mut self,
         channel: Channel<Msg>,
-        reply: ChannelOpenHandle,
         _session: &mut SshSession,
-    ) -> Result<(), Self::Error> {
+    ) -> Result<bool, Self::Error> {
         // One NETCONF session per connection. The channel object is dropped: data
         // arrives through `data` below, and an unread channel would only queue it.
-        if self.channel.is_none() {
-            self.channel = Some(channel.id());
-            reply.accept().await;
+        if self.channel.is_some() {
+            return Ok(false);
         }
-        Ok(())
+        self.channel = Some(channel.id());
+        Ok(true)
     }
 
     async fn subsystem_request(
@@ -138,7 +133,7 @@ impl russh::server::Handler for Conn {
         let id = self.shared.next_session.fetch_add(1, Ordering::Relaxed);
         let s = Session::new(id, Arc::clone(&self.dev.state), self.shared.max_message);
         match framed(Framing::EndOfMessage, s.hello().as_bytes()) {
-            Ok(hello) => session.data(channel, hello)?,
+            Ok(hello) => session.data(channel, CryptoVec::from(hello))?,
             Err(e) => {
                 warn!(device = %self.dev.state.id, error = %e, "cannot frame the hello");
                 return session.close(channel);
@@ -240,14 +235,14 @@ async fn send(
         NetconfFault::None | NetconfFault::Down => {
             session.data(
                 channel,
-                framed(framing, reply.as_bytes()).map_err(frame_error)?,
+                CryptoVec::from(framed(framing, reply.as_bytes()).map_err(frame_error)?),
             )?;
         }
         NetconfFault::Slow(d) => {
             tokio::time::sleep(*d).await;
             session.data(
                 channel,
-                framed(framing, reply.as_bytes()).map_err(frame_error)?,
+                CryptoVec::from(framed(framing, reply.as_bytes()).map_err(frame_error)?),
             )?;
         }
         NetconfFault::NeverEnding => {
@@ -255,14 +250,14 @@ async fn send(
             // The first half: a chunk header promising more than comes, or a 1.0
             // message without its end marker.
             let half = whole.len() / 2;
-            session.data(channel, Bytes::copy_from_slice(&whole[..half]))?;
+            session.data(channel, CryptoVec::from_slice(&whole[..half]))?;
             return Ok(true);
         }
         NetconfFault::BadChunk => {
             let mut out = b"\n#0x1f\n".to_vec();
             out.extend_from_slice(reply.as_bytes());
             out.extend_from_slice(b"\n##\n");
-            session.data(channel, out)?;
+            session.data(channel, CryptoVec::from(out))?;
         }
         NetconfFault::Huge(size) => {
             let head = format!(
@@ -275,9 +270,9 @@ async fn send(
             let mut left = size.saturating_sub(head.len() + tail.len());
             let frame = |session: &mut SshSession, b: Bytes| -> Result<(), russh::Error> {
                 if framing == Framing::Chunked {
-                    session.data(channel, format!("\n#{}\n", b.len()))?;
+                    session.data(channel, CryptoVec::from(format!("\n#{}\n", b.len())))?;
                 }
-                session.data(channel, b)
+                session.data(channel, CryptoVec::from_slice(&b))
             };
             frame(session, Bytes::from(head))?;
             while left > 0 {
@@ -287,8 +282,8 @@ async fn send(
             }
             frame(session, Bytes::from_static(tail.as_bytes()))?;
             match framing {
-                Framing::Chunked => session.data(channel, &b"\n##\n"[..])?,
-                Framing::EndOfMessage => session.data(channel, EOM)?,
+                Framing::Chunked => session.data(channel, CryptoVec::from_slice(b"\n##\n"))?,
+                Framing::EndOfMessage => session.data(channel, CryptoVec::from_slice(EOM))?,
             }
         }
     }

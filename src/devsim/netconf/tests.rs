@@ -422,14 +422,9 @@ impl client::Handler for Pinned {
     type Error = russh::Error;
     async fn check_server_key(
         &mut self,
-        key: &russh::keys::PublicKeyOrCertificate,
+        key: &russh::keys::PublicKey,
     ) -> Result<bool, Self::Error> {
-        Ok(match key {
-            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => {
-                key.key_data() == self.0.key_data()
-            }
-            _ => false,
-        })
+        Ok(key.key_data() == self.0.key_data())
     }
 }
 
@@ -487,7 +482,7 @@ impl Nc {
     async fn send(&mut self, msg: &str) {
         let mut out = Vec::new();
         encode(self.decoder.framing(), msg.as_bytes(), &mut out).unwrap();
-        self.channel.data_bytes(out).await.unwrap();
+        self.channel.data(&out[..]).await.unwrap();
     }
 
     async fn read(&mut self, wait: Duration) -> Result<String, ReadError> {
@@ -581,7 +576,11 @@ async fn edit_commit_is_seen_by_a_second_session_and_locks_contend() {
 
 #[tokio::test]
 async fn auth_password_key_and_inventory() {
-    let client_key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+    let client_key = PrivateKey::random(
+        &mut russh::keys::ssh_key::rand_core::OsRng,
+        Algorithm::Ed25519,
+    )
+    .unwrap();
     let sim = NetconfSim::start(NetconfSimConfig {
         count: 1,
         auth_rejection_time: Duration::from_millis(10),
@@ -606,7 +605,11 @@ async fn auth_password_key_and_inventory() {
     assert!(nc.rpc(1, "<get/>").await.contains("<os-name>"));
 
     // A client pinning another key refuses the server.
-    let other = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+    let other = PrivateKey::random(
+        &mut russh::keys::ssh_key::rand_core::OsRng,
+        Algorithm::Ed25519,
+    )
+    .unwrap();
     let cfg = Arc::new(client::Config::default());
     assert!(client::connect(
         cfg,
