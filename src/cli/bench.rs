@@ -24,13 +24,15 @@ pub struct BenchArgs {
     /// Fleet sizes to measure, comma-separated or repeated (`--devices 1000,10000`).
     #[arg(short = 'n', long = "devices", value_delimiter = ',', default_values_t = [1000usize, 10000])]
     pub devices: Vec<usize>,
-    /// What the simulated devices speak: rest, snmp, or mix (half each); a list runs each.
+    /// What the simulated devices speak: rest, snmp, mix (half REST, half SNMP), or
+    /// netconf; a list runs each.
     #[arg(long, value_delimiter = ',', default_values_t = [BenchKind::Mix])]
     pub kind: Vec<BenchKind>,
     /// `test.ping` fan-out rounds to all devices.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
-    /// How long the throughput load (`snmp.get` on SNMP devices, else `test.ping`) runs.
+    /// How long the throughput load (`snmp.get` on SNMP devices, `netconf.get_config`
+    /// on NETCONF devices, else `test.ping`) runs.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
     /// Jobs kept in flight at once during the throughput load.
@@ -61,6 +63,9 @@ pub enum BenchKind {
     Rest,
     Snmp,
     Mix,
+    /// NETCONF over SSH (`drover devsim --kind netconf`). Needs the NETCONF driver
+    /// (`proxytype = "netconf"`) in the daemon under test.
+    Netconf,
 }
 
 impl std::fmt::Display for BenchKind {
@@ -69,6 +74,7 @@ impl std::fmt::Display for BenchKind {
             BenchKind::Rest => "rest",
             BenchKind::Snmp => "snmp",
             BenchKind::Mix => "mix",
+            BenchKind::Netconf => "netconf",
         })
     }
 }
@@ -76,13 +82,19 @@ impl std::fmt::Display for BenchKind {
 impl BenchKind {
     /// The simulator processes for `n` devices: (kind, id prefix, count) each.
     fn sims(self, n: usize) -> Vec<Sim> {
-        let (rest, snmp) = match self {
-            BenchKind::Rest => (n, 0),
-            BenchKind::Snmp => (0, n),
-            BenchKind::Mix => (n.div_ceil(2), n / 2),
+        let (rest, snmp, netconf) = match self {
+            BenchKind::Rest => (n, 0, 0),
+            BenchKind::Snmp => (0, n, 0),
+            BenchKind::Mix => (n.div_ceil(2), n / 2, 0),
+            BenchKind::Netconf => (0, 0, n),
         };
         let mut out = Vec::new();
-        for (kind, prefix, count) in [("rest", "rest", rest), ("snmp", "sw", snmp)] {
+        let kinds = [
+            ("rest", "rest", rest),
+            ("snmp", "sw", snmp),
+            ("netconf", "rtr", netconf),
+        ];
+        for (kind, prefix, count) in kinds {
             let mut left = count;
             while left > 0 {
                 let c = left.min(SIM_CHUNK);
@@ -395,10 +407,13 @@ fn measure(
         r.ping.max_ms = all.last().map(|d| ms(*d)).unwrap_or(0.0);
         r.cpu.ping_per_1000_ops_s = per_1000(proc_stats(pid)?.cpu_seconds - before, ops);
 
-        let (fun, tgt, arg) = if kind == BenchKind::Rest {
-            ("test.ping", "*", json!([]))
-        } else {
-            ("snmp.get", "sw*", json!([SNMP_GET_OID]))
+        let (fun, tgt, arg) = match kind {
+            BenchKind::Rest => ("test.ping", "*", json!([])),
+            BenchKind::Snmp | BenchKind::Mix => ("snmp.get", "sw*", json!([SNMP_GET_OID])),
+            // The fan-out of get-config over every session (the simulator's whole
+            // running datastore, about 1 KiB of XML per device). The argument shape
+            // is the driver's: no arguments means `source = running`.
+            BenchKind::Netconf => ("netconf.get_config", "rtr*", json!([])),
         };
         let body = json!({"tgt": tgt, "fun": fun, "arg": arg});
         let before = proc_stats(pid)?.cpu_seconds;
@@ -899,6 +914,13 @@ mod tests {
         );
         assert_eq!(BenchKind::Mix.sims(1), [sim("rest", "rest0-", 1, 1)]);
         assert_eq!(BenchKind::Snmp.sims(7), [sim("snmp", "sw0-", 7, 1)]);
+        assert_eq!(
+            BenchKind::Netconf.sims(6_000),
+            [
+                sim("netconf", "rtr0-", 5_000, 1),
+                sim("netconf", "rtr1-", 1_000, 2)
+            ]
+        );
         // Large fleets are spread over processes, each under the descriptor limit
         // and on its own address.
         assert_eq!(

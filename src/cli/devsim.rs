@@ -1,11 +1,12 @@
-//! `drover devsim`: serve N simulated REST devices on loopback until Ctrl-C, with fault
-//! shares, and optionally write the matching inventory file.
+//! `drover devsim`: serve N simulated REST, SNMP or NETCONF devices on loopback until
+//! Ctrl-C, with fault shares, and optionally write the matching inventory file.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
+use drover::devsim::netconf::{NetconfFaultRates, NetconfSim, NetconfSimConfig};
 use drover::devsim::snmp::{SnmpFaultRates, SnmpSim, SnmpSimConfig};
 use drover::devsim::{FaultRates, RestSim, RestSimConfig};
 
@@ -20,10 +21,11 @@ pub struct DevsimArgs {
     /// Address the devices listen on (any of 127.0.0.0/8 is loopback on Linux).
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: std::net::IpAddr,
-    /// Id prefix (ids are prefix + zero-padded index); "rest-" or "sw-" by kind.
+    /// Id prefix (ids are prefix + zero-padded index); "rest-", "sw-" or "rtr-" by kind.
     #[arg(long)]
     pub prefix: Option<String>,
-    /// What the devices speak: rest (rest_sample API) or snmp (v1/v2c/v3 agents).
+    /// What the devices speak: rest (rest_sample API), snmp (v1/v2c/v3 agents) or
+    /// netconf (NETCONF over SSH).
     #[arg(long, default_value = "rest")]
     pub kind: SimKind,
     /// For --kind snmp: the SNMP version written into the inventory (1, 2c or 3).
@@ -33,7 +35,34 @@ pub struct DevsimArgs {
     #[arg(long)]
     pub write_inventory: Option<PathBuf>,
     #[command(flatten)]
+    pub netconf: NetconfArgs,
+    #[command(flatten)]
     pub faults: FaultArgs,
+}
+
+/// Settings of `--kind netconf`.
+#[derive(Args, Debug, Clone)]
+pub struct NetconfArgs {
+    /// The SSH user every NETCONF device accepts.
+    #[arg(long, default_value = "admin")]
+    pub username: String,
+    /// Its password (written into the inventory).
+    #[arg(long, default_value = "admin-pass", env = "DROVER_DEVSIM_PASSWORD")]
+    pub password: String,
+    /// An OpenSSH public key file (`ssh-ed25519 AAAA...`) also accepted for the user.
+    #[arg(long)]
+    pub authorized_key: Option<PathBuf>,
+    /// Share of NETCONF devices whose first reply never ends.
+    #[arg(long, default_value_t = 0.0)]
+    pub never_ending: f64,
+    /// Share of NETCONF devices whose replies start with a malformed chunk header.
+    #[arg(long, default_value_t = 0.0)]
+    pub bad_chunk: f64,
+    /// Share of NETCONF devices whose replies are --huge-bytes long.
+    #[arg(long, default_value_t = 0.0)]
+    pub huge: f64,
+    #[arg(long, default_value_t = 16 << 20)]
+    pub huge_bytes: usize,
 }
 
 /// Shares of devices (0.0 to 1.0) that start with each fault.
@@ -81,6 +110,7 @@ impl FaultArgs {
 pub enum SimKind {
     Rest,
     Snmp,
+    Netconf,
 }
 
 impl DevsimArgs {
@@ -107,8 +137,10 @@ pub fn main(a: DevsimArgs) -> i32 {
             return 70;
         }
     };
-    if a.kind == SimKind::Snmp {
-        return rt.block_on(snmp(&a));
+    match a.kind {
+        SimKind::Snmp => return rt.block_on(snmp(&a)),
+        SimKind::Netconf => return rt.block_on(netconf(&a)),
+        SimKind::Rest => {}
     }
     rt.block_on(async {
         let sim = match RestSim::start(a.sim_config()).await {
@@ -154,6 +186,61 @@ async fn snmp(a: &DevsimArgs) -> i32 {
     let first = sim.devices().first().map(|d| format!("udp:{}", d.addr));
     let what = format!("{} simulated SNMP agents", sim.devices().len());
     if let Err(code) = announce(a, &sim.inventory_toml(&a.snmp_version), &what, first) {
+        return code;
+    }
+    drover::run::shutdown_signal().await;
+    sim.shutdown().await;
+    0
+}
+
+async fn netconf(a: &DevsimArgs) -> i32 {
+    let authorized_key = match &a.netconf.authorized_key {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| russh::keys::PublicKey::from_openssh(t.trim()).map_err(|e| e.to_string()))
+        {
+            Ok(k) => Some(k),
+            Err(e) => {
+                eprintln!("drover devsim: {}: {e}", path.display());
+                return 66;
+            }
+        },
+    };
+    let cfg = NetconfSimConfig {
+        count: a.count,
+        id_prefix: a.prefix.clone().unwrap_or_else(|| "rtr-".into()),
+        base_port: a.base_port,
+        bind: a.bind,
+        username: a.netconf.username.clone(),
+        password: a.netconf.password.clone(),
+        authorized_key,
+        faults: NetconfFaultRates {
+            down: a.faults.down,
+            slow: a.faults.slow,
+            never_ending: a.netconf.never_ending,
+            bad_chunk: a.netconf.bad_chunk,
+            huge: a.netconf.huge,
+            slow_latency: a.faults.slow_latency,
+            huge_bytes: a.netconf.huge_bytes,
+            seed: a.faults.seed,
+        },
+        ..NetconfSimConfig::default()
+    };
+    let sim = match NetconfSim::start(cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("drover devsim: cannot start devices: {e}");
+            return 69;
+        }
+    };
+    let first = sim.devices().first().map(|d| format!("ssh://{}", d.addr));
+    let what = format!(
+        "{} simulated NETCONF devices (host key {})",
+        sim.devices().len(),
+        sim.host_key_fingerprint()
+    );
+    if let Err(code) = announce(a, &sim.inventory_toml(), &what, first) {
         return code;
     }
     drover::run::shutdown_signal().await;

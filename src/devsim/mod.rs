@@ -41,12 +41,16 @@
 //! device plus one per open connection, so raise `RLIMIT_NOFILE` accordingly
 //! before starting large fleets.
 //!
+//! [`netconf`] simulates NETCONF devices: an SSH server per device with the
+//! `netconf` subsystem and a small candidate-based datastore.
+//!
 //! [`OnThread`] serves a simulator from a thread and runtime of its own, so the
 //! devices never share a scheduler with the fleet that drives them.
 
 #[doc(hidden)]
 pub mod chaos;
 mod http;
+pub mod netconf;
 mod on_thread;
 pub mod rest;
 mod shares;

@@ -551,7 +551,7 @@ fn assign_faults(count: usize, rates: &FaultRates) -> (Vec<Fault>, Vec<Option<Du
     (faults, first_flap)
 }
 
-fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(super) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -577,7 +577,7 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Holds a down device's port: bound but not listening, so connections are
 /// refused while no other socket (another simulator, a client's source port) can
 /// take the port and answer in the device's place.
-fn reserve_port(addr: SocketAddr) -> io::Result<TcpSocket> {
+pub(super) fn reserve_port(addr: SocketAddr) -> io::Result<TcpSocket> {
     let new = || {
         if addr.is_ipv4() {
             TcpSocket::new_v4()
@@ -610,7 +610,7 @@ fn reserve_port(addr: SocketAddr) -> io::Result<TcpSocket> {
 /// binds at worst, and clients' outgoing connections still avoid ports that
 /// have a listener. Falls back to port 0 when the range is unknown (not
 /// Linux) or probing keeps hitting used ports.
-struct PortPicker {
+pub(super) struct PortPicker {
     range: Option<(u16, u16)>,
     reserved: Vec<(u16, u16)>,
     rng: StdRng,
@@ -620,7 +620,7 @@ struct PortPicker {
 const PORT_PROBES: usize = 64;
 
 impl PortPicker {
-    fn new() -> PortPicker {
+    pub(super) fn new() -> PortPicker {
         let read = |name: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"));
         PortPicker {
             range: read("ip_local_port_range")
@@ -633,7 +633,7 @@ impl PortPicker {
         }
     }
 
-    fn bind(&mut self, ip: IpAddr) -> io::Result<TcpListener> {
+    pub(super) fn bind(&mut self, ip: IpAddr) -> io::Result<TcpListener> {
         if let Some((lo, hi)) = self.range {
             for _ in 0..PORT_PROBES {
                 let port = self.rng.random_range(lo..=hi);
