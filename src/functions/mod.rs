@@ -207,6 +207,30 @@ impl<'a> ArgReader<'a> {
     }
 }
 
+impl ArgReader<'_> {
+    /// A boolean argument; YAML gives real booleans, other clients may send text.
+    pub(crate) fn flag(
+        &self,
+        pos: usize,
+        name: &str,
+        default: bool,
+    ) -> Result<bool, FunctionError> {
+        let bad =
+            || FunctionError::InvalidArgs(format!("{}(): '{name}' must be a boolean", self.fun));
+        match self.opt(pos, name) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::Number(n)) => Ok(n.as_f64().is_some_and(|f| f != 0.0)),
+            Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => Ok(true),
+                "false" | "no" | "off" | "0" | "" => Ok(false),
+                _ => Err(bad()),
+            },
+            Some(_) => Err(bad()),
+        }
+    }
+}
+
 pub(crate) fn as_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),

@@ -62,7 +62,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
         }
         "commit" => {
             let o = CommitOptions {
-                confirmed: flag(&a, &fun, 0, "confirmed", false)?,
+                confirmed: a.flag(0, "confirmed", false)?,
                 confirm_timeout: match a.opt(1, "confirm_timeout") {
                     None | Some(Value::Null) => None,
                     Some(v) => Some(
@@ -92,7 +92,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
             let target = a
                 .opt_string(1, "target")?
                 .unwrap_or_else(|| "candidate".into());
-            let test = flag(&a, &fun, 2, "test", false)?;
+            let test = a.flag(2, "test", false)?;
             let mut edit = edit_options(&a, 3)?;
             edit.test_option = None;
             edit.error_option = None;
@@ -127,24 +127,4 @@ fn edit_options(a: &ArgReader<'_>, pos: usize) -> Result<EditOptions, FunctionEr
 
 fn bad(fun: &str, name: &str, what: &str) -> FunctionError {
     FunctionError::InvalidArgs(format!("{fun}(): '{name}' must be {what}"))
-}
-
-fn flag(
-    a: &ArgReader<'_>,
-    fun: &str,
-    pos: usize,
-    name: &str,
-    default: bool,
-) -> Result<bool, FunctionError> {
-    match a.opt(pos, name) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" => Ok(true),
-            "false" | "no" | "off" | "0" | "" => Ok(false),
-            _ => Err(bad(fun, name, "a boolean")),
-        },
-        Some(Value::Number(n)) => Ok(n.as_f64().is_some_and(|f| f != 0.0)),
-        Some(_) => Err(bad(fun, name, "a boolean")),
-    }
 }

@@ -35,7 +35,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
         }
         "bridge_create" => {
             let br = a.string(0, "br")?;
-            let may_exist = flag(&a, &fun, 1, "may_exist", true)?;
+            let may_exist = a.flag(1, "may_exist", true)?;
             let parent = a.opt_string(2, "parent")?;
             let vlan = opt_int(&a, &fun, 3, "vlan")?;
             let parent = match (parent, vlan) {
@@ -57,7 +57,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
         }
         "bridge_delete" => {
             let br = a.string(0, "br")?;
-            let if_exists = flag(&a, &fun, 1, "if_exists", true)?;
+            let if_exists = a.flag(1, "if_exists", true)?;
             done(dev.bridge_delete(&br, if_exists).await)
         }
         "bridge_to_parent" => {
@@ -87,8 +87,8 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
         "port_add" => {
             let br = a.string(0, "br")?;
             let port = a.string(1, "port")?;
-            let may_exist = flag(&a, &fun, 2, "may_exist", false)?;
-            let internal = flag(&a, &fun, 3, "internal", false)?;
+            let may_exist = a.flag(2, "may_exist", false)?;
+            let internal = a.flag(3, "internal", false)?;
             let settings = PortSettings {
                 iface_type: internal.then(|| "internal".to_owned()),
                 ..PortSettings::default()
@@ -98,7 +98,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
         "port_remove" => {
             let br = a.opt_string(0, "br")?.filter(|b| !b.is_empty());
             let port = a.string(1, "port")?;
-            let if_exists = flag(&a, &fun, 2, "if_exists", true)?;
+            let if_exists = a.flag(2, "if_exists", true)?;
             done(dev.port_remove(br.as_deref(), &port, if_exists).await)
         }
         "port_get_tag" => get_text(dev, "Port", &a.string(0, "port")?, "tag").await,
@@ -110,7 +110,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
             let br = a.string(0, "br")?;
             let port = a.string(1, "port")?;
             let id = int(&a, &fun, 2, "id")?;
-            let internal = flag(&a, &fun, 3, "internal", false)?;
+            let internal = a.flag(3, "internal", false)?;
             if !(0..=4095).contains(&id) {
                 return Ok(json!(false));
             }
@@ -159,7 +159,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
             let table = a.string(0, "table")?;
             let record = a.string(1, "record")?;
             let column = a.string(2, "column")?;
-            let if_exists = flag(&a, &fun, 3, "if_exists", false)?;
+            let if_exists = a.flag(3, "if_exists", false)?;
             Ok(dev
                 .db_get(&table, &record, &column, if_exists)
                 .await
@@ -170,7 +170,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
             let record = a.string(1, "record")?;
             let column = a.string(2, "column")?;
             let value = a.required(3, "value")?;
-            let if_exists = flag(&a, &fun, 4, "if_exists", false)?;
+            let if_exists = a.flag(4, "if_exists", false)?;
             Ok(dev
                 .db_set(&table, &record, &column, value, if_exists)
                 .await
@@ -220,27 +220,6 @@ async fn get_text(
 
 fn bad(fun: &str, name: &str, what: &str) -> FunctionError {
     FunctionError::InvalidArgs(format!("{fun}(): '{name}' must be {what}"))
-}
-
-/// A boolean argument; YAML gives real booleans, other clients may send text.
-fn flag(
-    a: &ArgReader<'_>,
-    fun: &str,
-    pos: usize,
-    name: &str,
-    default: bool,
-) -> Result<bool, FunctionError> {
-    match a.opt(pos, name) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::Number(n)) => Ok(n.as_f64().is_some_and(|f| f != 0.0)),
-        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" => Ok(true),
-            "false" | "no" | "off" | "0" | "" => Ok(false),
-            _ => Err(bad(fun, name, "a boolean")),
-        },
-        Some(_) => Err(bad(fun, name, "a boolean")),
-    }
 }
 
 fn opt_int(

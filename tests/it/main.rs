@@ -9,6 +9,7 @@ mod functions;
 mod fuzz;
 mod limits;
 mod netconf;
+mod netconf_sim;
 mod operate;
 mod ovs;
 mod prometheus;

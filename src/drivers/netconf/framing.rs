@@ -52,6 +52,9 @@ enum ChunkState {
     Data(usize),
 }
 
+/// Input buffer capacity an idle decoder keeps.
+const IDLE_BUFFER: usize = 4096;
+
 /// Incremental decoder: push bytes with [`Decoder::extend`], then take whole
 /// messages with [`Decoder::next_message`] until it answers `None`.
 #[derive(Debug)]
@@ -128,6 +131,11 @@ impl Decoder {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+            // Thousands of idle sessions: one big reply must not leave its buffer
+            // behind in every one of them.
+            if self.buf.capacity() > IDLE_BUFFER {
+                self.buf.shrink_to(IDLE_BUFFER);
+            }
         }
         r
     }

@@ -441,6 +441,9 @@ fn hello_xml() -> String {
     )
 }
 
+/// SSH packet payload cap asked of the server; with its header it stays under 8 KiB.
+const MAX_PACKET: u32 = 8192 - 256;
+
 impl Session {
     async fn establish(t: &Target) -> Result<Session, NetconfError> {
         let addr = format!("{}:{}", t.host, t.port);
@@ -455,6 +458,11 @@ impl Session {
             keepalive_interval: Some(KEEPALIVE),
             keepalive_max: 3,
             nodelay: true,
+            // russh's packet buffers grow to the next power of two of the largest
+            // packet and stay (locked) for the session's life: 32 KiB packets kept
+            // 64 KiB per idle session. Packets under 8 KiB keep it at 8 KiB, for a
+            // few more packets per big reply.
+            maximum_packet_size: MAX_PACKET,
             ..Default::default()
         });
         let verdict = Arc::new(Mutex::new(None));
