@@ -53,6 +53,11 @@ impl EventSink {
         self.tx.send(event).is_ok()
     }
 
+    /// Whether anyone listens, so a sender can skip building an event nobody sees.
+    pub fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<FleetEvent> {
         self.tx.subscribe()
     }

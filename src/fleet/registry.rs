@@ -207,6 +207,9 @@ impl Registry {
             DeviceState::Down => "down",
             _ => return,
         };
+        if !self.events.has_subscribers() {
+            return;
+        }
         let mut data = serde_json::Map::new();
         data.insert("id".into(), Value::from(id));
         if let Some(e) = error {

@@ -56,11 +56,7 @@ async fn hostile_replies_are_clear_errors_without_a_hang() {
     assert!(ok.success, "{ok:?}");
     assert!(ok.ret["data"].is_object(), "{ok:?}");
 
-    for (id, want) in [
-        (&ids[0], "timed out"),
-        (&ids[1], "chunk"),
-        (&ids[2], "cap"),
-    ] {
+    for (id, want) in [(&ids[0], "timed out"), (&ids[1], "chunk"), (&ids[2], "cap")] {
         let r = ret(id);
         assert!(!r.success, "{id}: {r:?}");
         assert_eq!(r.outcome, Outcome::Failed, "{id}: {r:?}");
