@@ -26,7 +26,7 @@
 //! Warnings name files, minion ids, proxytypes and key names, never a value that
 //! could be a secret (communities, passwords, URLs with credentials).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -161,11 +161,14 @@ pub fn import_pillar(dir: &Path, known_ids: &[String]) -> Result<ImportReport, P
         cache: HashMap::new(),
     };
     let mut devices: Vec<Device> = Vec::new();
-    let mut unmatched: Vec<&str> = Vec::new();
-    let mut no_proxy: Vec<&str> = Vec::new();
-    let mut broken: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for id in &candidates {
-        let sls = sls_for(&top, id);
+    let mut unmatched: Vec<String> = Vec::new();
+    let mut no_proxy: Vec<String> = Vec::new();
+    let mut broken: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Ids a deltaproxy control minion lists are imported too, once each.
+    let mut queue: VecDeque<String> = candidates.iter().cloned().collect();
+    let mut seen: BTreeSet<String> = candidates.clone();
+    while let Some(id) = queue.pop_front() {
+        let sls = sls_for(&top, &id);
         if sls.is_empty() {
             unmatched.push(id);
             continue;
@@ -185,29 +188,61 @@ pub fn import_pillar(dir: &Path, known_ids: &[String]) -> Result<ImportReport, P
             warnings.push(format!("minion {id:?}: proxy: is not a mapping; skipped"));
             continue;
         };
-        match convert(id, proxy, &mut warnings) {
-            Ok(device) => devices.push(device),
-            Err(warning) => warnings.push(warning),
+        match proxy.get("proxytype").and_then(Value::as_str) {
+            // deltaproxy: this control id runs the listed ids, each with a pillar
+            // (and a proxy: block) of its own.
+            Some("deltaproxy") => {
+                let ids = proxy.get("ids").and_then(Value::as_array);
+                for sub in ids.into_iter().flatten().filter_map(Value::as_str) {
+                    if seen.insert(sub.to_owned()) {
+                        queue.push_back(sub.to_owned());
+                    }
+                }
+            }
+            Some(_) => match convert(&id, proxy, &mut warnings) {
+                Ok(device) => devices.push(device),
+                Err(warning) => warnings.push(warning),
+            },
+            // The 2014 layout: `proxy: {<name>: {proxytype, id, ...}}`, one minion
+            // naming the proxies it runs; each one's `id` is its minion id.
+            None if !proxy.is_empty() && proxy.values().all(Value::is_object) => {
+                for (name, block) in proxy {
+                    let Value::Object(block) = block else {
+                        continue;
+                    };
+                    let sub = block.get("id").and_then(Value::as_str).unwrap_or(name);
+                    let mut fields = block.clone();
+                    fields.remove("id");
+                    match convert(sub, &fields, &mut warnings) {
+                        Ok(device) => devices.push(device),
+                        Err(warning) => warnings.push(warning),
+                    }
+                }
+            }
+            None => warnings.push(format!("minion {id:?}: proxy: has no proxytype; skipped")),
         }
     }
     for (problem, ids) in &broken {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         warnings.push(format!(
             "{problem}; skipped the minions whose pillar needs it: {}",
-            list_ids(ids)
+            list_ids(&ids)
         ));
     }
     if !no_proxy.is_empty() {
+        let ids: Vec<&str> = no_proxy.iter().map(String::as_str).collect();
         warnings.push(format!(
             "no proxy: block in the pillar of {} minion(s), skipped: {}",
-            no_proxy.len(),
-            list_ids(&no_proxy)
+            ids.len(),
+            list_ids(&ids)
         ));
     }
     if !unmatched.is_empty() {
+        let ids: Vec<&str> = unmatched.iter().map(String::as_str).collect();
         warnings.push(format!(
             "{} known id(s) match no base target in top.sls: {}",
-            unmatched.len(),
-            list_ids(&unmatched)
+            ids.len(),
+            list_ids(&ids)
         ));
     }
 
@@ -1145,5 +1180,55 @@ mod tests {
             resolve_relative("a.x", false, "c.d").as_deref(),
             Some("c.d")
         );
+    }
+
+    #[test]
+    fn the_2014_layout_names_its_proxies_inside() {
+        // The seed's own pillar: the controller minion `docker` runs one rest_sample
+        // proxy whose minion id is `proxy_docker`.
+        let r = import(
+            &[
+                ("top.sls", "base:\n  docker:\n    - proxyminion\n"),
+                (
+                    "proxyminion.sls",
+                    "proxy:\n  rest_sample:\n    proxytype: rest_sample\n    url: http://127.0.0.1:8080/\n    id: proxy_docker\n",
+                ),
+            ],
+            &[],
+        );
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let d = &devices(&r)["proxy_docker"];
+        assert_eq!(d["proxytype"].as_str(), Some("rest_sample"));
+        assert_eq!(d["url"].as_str(), Some("http://127.0.0.1:8080/"));
+        assert!(crate::inventory::Inventory::parse(&r.inventory_toml, Path::new("x.toml")).is_ok());
+    }
+
+    #[test]
+    fn deltaproxy_control_ids_bring_their_listed_ids() {
+        let r = import(
+            &[
+                (
+                    "top.sls",
+                    "base:\n  control:\n    - control\n  'dev-*':\n    - devices\n",
+                ),
+                (
+                    "control.sls",
+                    "proxy:\n  proxytype: deltaproxy\n  ids:\n    - dev-1\n    - dev-2\n",
+                ),
+                (
+                    "devices.sls",
+                    "proxy:\n  proxytype: rest_sample\n  url: http://10.0.0.1/\n",
+                ),
+            ],
+            &[],
+        );
+        let ds = devices(&r);
+        assert_eq!(
+            ds.keys().collect::<Vec<_>>(),
+            ["dev-1", "dev-2"],
+            "{:?}",
+            r.warnings
+        );
+        assert!(!warned(&r, "deltaproxy"), "{:?}", r.warnings);
     }
 }

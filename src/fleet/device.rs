@@ -278,6 +278,9 @@ impl Handler<Execute> for DeviceActor {
                 match res {
                     Ok(Ok(out)) => {
                         act.record_success();
+                        if let Some(g) = &out.fresh_grains {
+                            act.apply_grains(g);
+                        }
                         Return::ok(&act.id, &msg.job, out.ret, total).with_retcode(out.retcode)
                     }
                     Ok(Err(e)) => {

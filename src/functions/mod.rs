@@ -91,11 +91,18 @@ impl FunctionError {
 pub struct Output {
     pub ret: Value,
     pub retcode: i32,
+    /// Grains the device just reported (`saltutil.refresh_grains`), for the device
+    /// actor to apply.
+    pub fresh_grains: Option<serde_json::Map<String, Value>>,
 }
 
 impl From<Value> for Output {
     fn from(ret: Value) -> Output {
-        Output { ret, retcode: 0 }
+        Output {
+            ret,
+            retcode: 0,
+            fresh_grains: None,
+        }
     }
 }
 
@@ -130,7 +137,7 @@ pub async fn execute(call: Call) -> Result<Output, FunctionError> {
         "snmp" => snmp::run(name, &call).await?.into(),
         "openvswitch" => openvswitch::run(name, &call).await?.into(),
         "rest_sample" => rest_sample::run(name, &call).await?.into(),
-        "saltutil" => saltutil::run(name, &call)?.into(),
+        "saltutil" => saltutil::run(name, &call).await?,
         "pillar" => pillar::run(name, &call)?.into(),
         "config" => config::run(name, &call)?.into(),
         "event" => event::run(name, &call)?.into(),

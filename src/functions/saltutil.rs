@@ -1,13 +1,13 @@
 //! The `saltutil` functions a device answers itself: the `sync_*` family, which
 //! Salt users (and highstate, reactors and bootstrap runbooks) call before anything
-//! else, and `refresh_pillar`. Drover loads no custom modules from the master, so
+//! else, `refresh_pillar` and `refresh_grains` (which asks the device now). Drover loads no custom modules from the master, so
 //! every sync succeeds with nothing synced, in Salt's shapes: a list per
 //! `sync_<kind>`, and for `sync_all` a dict of every kind to its list (and, as in
 //! Salt, a pillar refresh unless `refresh=False`).
 
 use serde_json::{Map, Value};
 
-use super::{ArgReader, Call, FunctionError};
+use super::{ArgReader, Call, FunctionError, Output};
 use crate::events::FleetEvent;
 
 /// The kinds `saltutil.sync_all` reports, in Salt's order (3006–3008; `pillar` only
@@ -32,7 +32,7 @@ pub(super) const SYNC_KINDS: &[&str] = &[
     "matchers",
 ];
 
-pub(super) fn run(name: &str, call: &Call) -> Result<Value, FunctionError> {
+pub(super) async fn run(name: &str, call: &Call) -> Result<Output, FunctionError> {
     let args = ArgReader::new(call);
     let refresh = || {
         call.events.send(FleetEvent::RefreshPillar {
@@ -41,7 +41,19 @@ pub(super) fn run(name: &str, call: &Call) -> Result<Value, FunctionError> {
     };
     if name == "refresh_pillar" {
         refresh();
-        return Ok(Value::Bool(true));
+        return Ok(Value::Bool(true).into());
+    }
+    if name == "refresh_grains" {
+        // Asks the device now; as in Salt, the pillar follows (and with it the
+        // master's grains cache) unless refresh_pillar=False.
+        let grains = call.driver.grains().await?;
+        if args.opt(usize::MAX, "refresh_pillar").is_none_or(truthy) {
+            refresh();
+        }
+        return Ok(Output {
+            fresh_grains: Some(grains),
+            ..Output::from(Value::Bool(true))
+        });
     }
     if name == "sync_all" {
         if args.opt(1, "refresh").is_none_or(truthy) {
@@ -51,10 +63,10 @@ pub(super) fn run(name: &str, call: &Call) -> Result<Value, FunctionError> {
             .iter()
             .map(|k| ((*k).to_owned(), Value::Array(Vec::new())))
             .collect();
-        return Ok(Value::Object(all));
+        return Ok(Value::Object(all).into());
     }
     match name.strip_prefix("sync_") {
-        Some(kind) if SYNC_KINDS.contains(&kind) => Ok(Value::Array(Vec::new())),
+        Some(kind) if SYNC_KINDS.contains(&kind) => Ok(Value::Array(Vec::new()).into()),
         _ => Err(FunctionError::NotAvailable(format!("saltutil.{name}"))),
     }
 }

@@ -50,8 +50,8 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Output, FunctionError
                 FunctionError::InvalidArgs("test.retcode(): 'code' out of range".into())
             })?;
             return Ok(Output {
-                ret: Value::Bool(true),
                 retcode: code,
+                ..Output::from(Value::Bool(true))
             });
         }
         "exception" => {

@@ -211,6 +211,15 @@ async fn test_and_grains_functions() {
         json!([])
     );
     assert_eq!(
+        one(&fleet, id, "saltutil.refresh_grains", vec![]).await.ret,
+        json!(true)
+    );
+    assert_eq!(
+        one(&fleet, id, "grains.get", vec![json!("os")]).await.ret,
+        json!("RestExampleOS"),
+        "grains still served after a refresh"
+    );
+    assert_eq!(
         one(&fleet, id, "grains.has_value", vec![json!("os")])
             .await
             .ret,
