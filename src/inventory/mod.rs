@@ -252,7 +252,7 @@ impl Loader {
         }
         let uses_port = r
             .iter()
-            .any(|(k, v)| k != "grains" && v.as_str().is_some_and(|s| s.contains("{port}")));
+            .any(|(k, v)| is_template(k) && v.as_str().is_some_and(|s| s.contains("{port}")));
         if uses_port && port_start.is_none() {
             return problem(
                 self,
@@ -274,8 +274,7 @@ impl Loader {
             let port = port_start.map(|p| p + k);
             let mut table = r.clone();
             for (key, v) in table.iter_mut() {
-                // Grains are the user's own data: braces in them are not templates.
-                if key == "grains" {
+                if !is_template(key) {
                     continue;
                 }
                 if let Value::String(s) = v {
@@ -383,6 +382,12 @@ impl Loader {
             Err(ConfigError::Invalid(self.problems))
         }
     }
+}
+
+/// The range keys whose values are templates. Only addresses and ids: passwords and
+/// communities may hold braces, and a template error quotes its template.
+fn is_template(key: &str) -> bool {
+    matches!(key, "id" | "url" | "host")
 }
 
 /// A TOML table as JSON, the one shape driver settings are read from (pillar gives
@@ -641,6 +646,19 @@ mod tests {
             "[[device]]\nid = \"s\"\nproxytype = \"snmp\"\nhost = \"10.0.0.1\"\nversion = \"3\"\n",
         );
         assert_eq!(p[0].field, "device[0].user");
+    }
+
+    #[test]
+    fn secrets_in_a_range_are_not_templates() {
+        let inv = parse(
+            "[[device_range]]\nid = \"sw{n}\"\ncount = 2\nproxytype = \"snmp\"\nhost = \"10.0.0.{n}\"\ncommunity = \"pa{ss\"\n",
+        )
+        .unwrap();
+        let DriverConfig::Snmp(s) = &inv.devices[1].driver else {
+            panic!("not snmp")
+        };
+        assert_eq!(s.community.expose(), "pa{ss");
+        assert_eq!(s.host.to_string(), "10.0.0.2");
     }
 
     #[test]
