@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{as_text, ArgReader, Call, FunctionError};
+use super::{ArgReader, Call, FunctionError};
 use crate::events::FleetEvent;
 
 pub(super) fn run(name: &str, call: &Call) -> Result<Value, FunctionError> {
@@ -48,7 +48,7 @@ pub(super) fn run(name: &str, call: &Call) -> Result<Value, FunctionError> {
         }
         _ => return Err(FunctionError::NotAvailable(format!("event.{name}"))),
     };
-    if tag.is_empty() || as_text(&Value::String(tag.clone())).is_none() {
+    if tag.is_empty() {
         return Err(FunctionError::InvalidArgs(
             "event: 'tag' is required".into(),
         ));
