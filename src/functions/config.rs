@@ -12,14 +12,7 @@ pub(super) fn run(name: &str, call: &Call) -> Result<Value, FunctionError> {
         return Err(FunctionError::NotAvailable(format!("config.{name}")));
     }
     let args = ArgReader::new(call);
-    let key = args.string(0, "key")?;
-    let default = args
-        .opt(1, "default")
-        .cloned()
-        .unwrap_or(Value::String(String::new()));
-    let delim = args
-        .opt_string(2, "delimiter")?
-        .unwrap_or_else(|| ":".into());
+    let (key, default, delim) = args.key_default_delimiter(2)?;
     let mut opts = Map::new();
     opts.insert("id".into(), Value::from(&*call.id));
     let empty = Map::new();

@@ -215,6 +215,23 @@ impl<'a> ArgReader<'a> {
 }
 
 impl ArgReader<'_> {
+    /// Salt's `get(key, default='', ..., delimiter=':')`: the key, the default (`''`)
+    /// and the delimiter at `delim_pos`, for `grains.get`, `pillar.get`, `config.get`.
+    pub(crate) fn key_default_delimiter(
+        &self,
+        delim_pos: usize,
+    ) -> Result<(String, Value, String), FunctionError> {
+        let key = self.string(0, "key")?;
+        let default = self
+            .opt(1, "default")
+            .cloned()
+            .unwrap_or(Value::String(String::new()));
+        let delim = self
+            .opt_string(delim_pos, "delimiter")?
+            .unwrap_or_else(|| ":".into());
+        Ok((key, default, delim))
+    }
+
     /// A boolean argument; YAML gives real booleans, other clients may send text.
     pub(crate) fn flag(
         &self,

@@ -23,14 +23,7 @@ pub(super) fn run(name: &str, call: &Call) -> Result<Value, FunctionError> {
                 .unwrap_or_else(|| Value::Object(Map::new()))),
         },
         "get" => {
-            let key = args.string(0, "key")?;
-            let default = args
-                .opt(1, "default")
-                .cloned()
-                .unwrap_or(Value::String(String::new()));
-            let delim = args
-                .opt_string(4, "delimiter")?
-                .unwrap_or_else(|| ":".into());
+            let (key, default, delim) = args.key_default_delimiter(4)?;
             Ok(traverse(pillar, &key, &delim).cloned().unwrap_or(default))
         }
         "item" => {
