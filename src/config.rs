@@ -255,6 +255,10 @@ pub struct MasterConfig {
     /// after authentication and on `saltutil.refresh_pillar`).
     #[serde(with = "humantime_serde")]
     pub pillar_refresh: Duration,
+    /// A deltaproxy-style control id: Drover authenticates it, reads the ids its
+    /// pillar lists (`proxy: {proxytype: deltaproxy, ids: [...]}`) and manages each
+    /// listed id whose own pillar has a `proxy:` block, besides the inventory files.
+    pub pillar_inventory: Option<String>,
 }
 
 impl Default for MasterConfig {
@@ -271,6 +275,7 @@ impl Default for MasterConfig {
             request_timeout: Duration::from_secs(60),
             return_retries: 5,
             pillar_refresh: Duration::ZERO,
+            pillar_inventory: None,
         }
     }
 }
@@ -301,6 +306,14 @@ impl MasterConfig {
         }
         if self.request_timeout.is_zero() {
             bad("master.request_timeout", "must be longer than 0s");
+        }
+        if let Some(c) = &self.pillar_inventory {
+            if c.trim().is_empty() || c.len() > 256 || c.contains(['/', '\\', '\0']) {
+                bad(
+                    "master.pillar_inventory",
+                    "must be a minion id (1 to 256 characters, no slashes)",
+                );
+            }
         }
         out
     }

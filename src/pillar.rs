@@ -20,8 +20,9 @@
 //!   device with the wrong address or credentials). A Jinja `top.sls` is an error.
 //! - `proxytype: rest_sample` (needs `url`) and `proxytype: snmp` (`host`, `port`,
 //!   `version`, `community`, `user`, `auth_protocol`, `auth_password`,
-//!   `priv_protocol`, `priv_password`) become devices; other proxytypes are skipped
-//!   with a warning.
+//!   `priv_protocol`, `priv_password`) become devices; a block of Drover's other
+//!   proxytypes (`ovs`, `netconf`, `rest`) is taken whole for its driver to check;
+//!   other proxytypes are skipped with a warning.
 //!
 //! Warnings name files, minion ids, proxytypes and key names, never a value that
 //! could be a secret (communities, passwords, URLs with credentials).
@@ -674,7 +675,7 @@ fn is_jinja(text: &str) -> bool {
 #[derive(Debug)]
 struct Device {
     id: String,
-    fields: Vec<(&'static str, toml::Value)>,
+    fields: Vec<(String, Value)>,
 }
 
 const REST_KEYS: &[&str] = &["url"];
@@ -690,6 +691,24 @@ const SNMP_KEYS: &[&str] = &[
     "priv_password",
 ];
 
+/// A minion's `proxy:` block as an inventory device table (`id`, `proxytype`, then
+/// the driver's keys), the shape [`crate::inventory::Inventory::from_tables`] reads.
+/// `rest_sample` and `snmp` blocks keep the keys Drover uses (Salt's own blocks carry
+/// others) with YAML's loose scalars normalised; a block of another Drover proxytype
+/// (`ovs`, `netconf`, `rest`) is taken whole, for its driver to check. The error, or
+/// the warnings pushed, name keys and never their values.
+pub fn device_table(
+    id: &str,
+    proxy: &Map<String, Value>,
+    warnings: &mut Vec<String>,
+) -> Result<Map<String, Value>, String> {
+    let d = convert(id, proxy, warnings)?;
+    let mut t = Map::new();
+    t.insert("id".into(), Value::String(d.id));
+    t.extend(d.fields);
+    Ok(t)
+}
+
 /// A minion's `proxy:` block as a device, or the warning saying why not. Keys Drover
 /// does not import are named (not their values) in an extra warning.
 fn convert(
@@ -700,27 +719,40 @@ fn convert(
     let Some(proxytype) = proxy.get("proxytype").and_then(Value::as_str) else {
         return Err(format!("minion {id:?}: proxy: has no proxytype; skipped"));
     };
-    let (proxytype, keys): (&'static str, &[&'static str]) = match proxytype {
+    let (proxytype, keys): (&str, &[&'static str]) = match proxytype {
         "rest_sample" => ("rest_sample", REST_KEYS),
         "snmp" => ("snmp", SNMP_KEYS),
+        other if crate::drivers::is_proxytype(other) => {
+            let mut fields = vec![("proxytype".to_owned(), Value::String(other.to_owned()))];
+            fields.extend(
+                proxy
+                    .iter()
+                    .filter(|(k, v)| *k != "proxytype" && !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            return Ok(Device {
+                id: id.to_owned(),
+                fields,
+            });
+        }
         other => {
             return Err(format!(
                 "minion {id:?}: proxytype {other:?} is not supported by Drover; skipped"
             ))
         }
     };
-    let mut fields = vec![("proxytype", toml::Value::String(proxytype.to_owned()))];
+    let mut fields = vec![("proxytype".to_owned(), Value::String(proxytype.to_owned()))];
     for &key in keys {
         let Some(value) = proxy.get(key).filter(|v| !v.is_null()) else {
             continue;
         };
         let converted = match key {
-            "port" => port_of(value).map(|p| toml::Value::Integer(i64::from(p))),
-            "version" => version_of(value).map(|v| toml::Value::String(v.to_owned())),
-            _ => text_of(value).map(toml::Value::String),
+            "port" => port_of(value).map(Value::from),
+            "version" => version_of(value).map(|v| Value::String(v.to_owned())),
+            _ => text_of(value).map(Value::String),
         };
         match converted {
-            Some(v) => fields.push((key, v)),
+            Some(v) => fields.push((key.to_owned(), v)),
             None => {
                 let expected = match key {
                     "port" => "a port number",
@@ -733,12 +765,12 @@ fn convert(
             }
         }
     }
-    let has = |k: &str| fields.iter().any(|(f, _)| *f == k);
+    let has = |k: &str| fields.iter().any(|(f, _)| f == k);
     let required: &[&str] = match proxytype {
         "rest_sample" => &["url"],
         _ if fields
             .iter()
-            .any(|(f, v)| *f == "version" && v.as_str() == Some("3")) =>
+            .any(|(f, v)| f == "version" && v.as_str() == Some("3")) =>
         {
             &["host", "user"]
         }
@@ -807,10 +839,46 @@ fn render_toml(devices: &[Device]) -> String {
         out.push_str("\n[[device]]\n");
         let _ = writeln!(out, "id = {}", toml::Value::String(d.id.clone()));
         for (key, value) in &d.fields {
-            let _ = writeln!(out, "{key} = {value}");
+            let Some(value) = json_to_toml(value) else {
+                continue;
+            };
+            let _ = writeln!(out, "{} = {value}", toml_key(key));
         }
     }
     out
+}
+
+/// A key as TOML writes it: bare when it can be, quoted otherwise.
+fn toml_key(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_owned()
+    } else {
+        toml::Value::String(key.to_owned()).to_string()
+    }
+}
+
+/// A pillar value as TOML; `None` for a null, which TOML cannot write (and which
+/// means "not set" in a `proxy:` block anyway).
+fn json_to_toml(v: &Value) -> Option<toml::Value> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Bool(b) => toml::Value::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(n.as_f64()?),
+        },
+        Value::String(s) => toml::Value::String(s.clone()),
+        Value::Array(a) => toml::Value::Array(a.iter().filter_map(json_to_toml).collect()),
+        Value::Object(o) => toml::Value::Table(
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), json_to_toml(v)?)))
+                .collect(),
+        ),
+    })
 }
 
 fn list_ids(ids: &[&str]) -> String {

@@ -58,6 +58,23 @@ pub struct Daemon {
     /// Installed at start, before anyone can know the pid: an early SIGHUP must
     /// reload, not kill the process (SIGHUP's default action).
     hangup: Hangup,
+    /// Applies pillar-declared device changes (`pillar_inventory`).
+    pillar_reloads: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Reloads the inventory whenever the pillar-declared devices change, through the
+/// same diff as SIGHUP. Changes that come together are one reload.
+async fn reload_on_pillar(
+    pillar: std::sync::Arc<crate::inventory::PillarDevices>,
+    master: LocalMaster,
+) {
+    loop {
+        pillar.changed().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Err(e) = master.reload().await {
+            warn!(error = %e, "Reload after a pillar change failed.");
+        }
+    }
 }
 
 impl Daemon {
@@ -85,15 +102,17 @@ impl Daemon {
         let hangup = hangup_signal();
         let devices = inventory.len();
         let fleet = Fleet::start(cfg.fleet.clone(), inventory).await?;
+        let pillar = source.as_ref().and_then(|s| s.pillar.clone());
         let salt = match cfg.master.kind {
             MasterKind::Salt => {
                 let master = cfg.master.resolved(&cfg.base_dir);
-                let link = crate::master::salt::start(&master, &fleet).await?;
+                let link = crate::master::salt::start(&master, &fleet, pillar.clone()).await?;
                 Some(crate::master::bridge::spawn(link, fleet.clone()))
             }
             MasterKind::Local => None,
         };
         let master = LocalMaster::new(fleet.clone(), cfg.fleet.job_history, source);
+        let pillar_reloads = pillar.map(|p| tokio::spawn(reload_on_pillar(p, master.clone())));
         let server = http::serve(cfg.http.listen, cfg.http.workers, token, master.clone())?;
         info!(devices, http = %server.addr, "Drover started.");
         Ok(Daemon {
@@ -104,6 +123,7 @@ impl Daemon {
             grace: cfg.fleet.shutdown_grace,
             salt,
             hangup,
+            pillar_reloads,
         })
     }
 
@@ -111,6 +131,9 @@ impl Daemon {
     /// returns after the grace period), their returns are delivered, then the HTTP
     /// server closes and the fleet's threads stop.
     pub async fn stop(self) {
+        if let Some(t) = &self.pillar_reloads {
+            t.abort();
+        }
         stop_parts(&self.fleet, &self.server.handle, self.grace, self.salt).await;
     }
 
@@ -124,6 +147,7 @@ impl Daemon {
             grace,
             mut hangup,
             salt,
+            pillar_reloads,
             ..
         } = self;
         let http::Server {
@@ -146,6 +170,9 @@ impl Daemon {
                     break;
                 }
             }
+        }
+        if let Some(t) = pillar_reloads {
+            t.abort();
         }
         stop_parts(&fleet, &handle, grace, salt).await;
     }

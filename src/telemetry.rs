@@ -32,6 +32,7 @@ pub const MASTER_REJECTED: &str = "drover_master_rejected_total";
 pub const MASTER_AES_ROTATIONS: &str = "drover_master_aes_rotations_total";
 pub const MASTER_AUTH: &str = "drover_master_auth_total";
 pub const MASTER_EVENTS: &str = "drover_master_events_total";
+pub const PILLAR_INVENTORY_REJECTED: &str = "drover_pillar_inventory_rejected_total";
 pub const SNMP_RETRIES: &str = "drover_snmp_retries_total";
 pub const SNMP_TIMEOUTS: &str = "drover_snmp_timeouts_total";
 pub const SNMP_DROPPED: &str = "drover_snmp_dropped_total";
@@ -134,6 +135,10 @@ fn describe() {
     describe_counter!(
         MASTER_EVENTS,
         "Fleet events for the master's bus, by outcome (sent, dropped, lagged)."
+    );
+    describe_counter!(
+        PILLAR_INVENTORY_REJECTED,
+        "Pillar proxy: blocks that did not make a valid device (the id keeps its last good one)."
     );
     describe_counter!(
         MASTER_AUTH,

@@ -105,6 +105,11 @@ macro_rules! drivers {
         /// Every proxytype Drover knows, by its canonical name.
         pub const PROXYTYPES: &[&str] = &[$( $name ),+];
 
+        /// Whether `name` is a proxytype Drover knows, canonical or alias.
+        pub fn is_proxytype(name: &str) -> bool {
+            matches!(name, $( $name $(| $alias)* )|+)
+        }
+
         impl DriverConfig {
             /// The settings of a device declared with `proxytype`, from the rest of
             /// its table. Unknown keys, wrong types and failed checks name the key.

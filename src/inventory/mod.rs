@@ -27,6 +27,7 @@
 //! ([`DriverConfig::from_table`]), once, so each key is checked by the driver that
 //! owns it and every problem names the file, the device and the key.
 
+mod pillar_devices;
 mod template;
 
 use std::collections::{HashMap, HashSet};
@@ -41,6 +42,7 @@ use serde_json::{Map, Value};
 use crate::config::{ConfigError, Problem};
 use crate::drivers::DriverConfig;
 pub use crate::shard::Shard;
+pub use pillar_devices::{ListChange, PillarDevices};
 
 /// Everything Drover needs to manage one device.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,24 +73,56 @@ pub struct Inventory {
 }
 
 /// Where an inventory comes from, so it can be read again on reload.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct InventorySource {
     pub paths: Vec<PathBuf>,
     pub shard: Option<Shard>,
+    /// Devices declared in Salt pillar (`[master] pillar_inventory`), after the
+    /// files' own.
+    pub pillar: Option<Arc<PillarDevices>>,
+}
+
+impl std::fmt::Debug for InventorySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InventorySource")
+            .field("paths", &self.paths)
+            .field("shard", &self.shard)
+            .field("pillar", &self.pillar.as_ref().map(|p| p.control_id()))
+            .finish()
+    }
 }
 
 impl InventorySource {
     /// The inventory files of a daemon config (relative to its folder) and its shard.
     pub fn from_config(cfg: &crate::config::Config) -> InventorySource {
+        let pillar = match (&cfg.master.kind, &cfg.master.pillar_inventory) {
+            (crate::config::MasterKind::Salt, Some(control)) => {
+                Some(PillarDevices::new(control.clone(), cfg.base_dir.clone()))
+            }
+            _ => None,
+        };
         InventorySource {
             paths: cfg.inventory_paths(),
             shard: cfg.shard,
+            pillar,
         }
     }
 
-    /// Reads every file; any problem rejects the whole inventory.
+    /// Reads every file, then adds the devices pillar declares; any problem in a file
+    /// rejects the whole inventory. A pillar device whose id a file already declares
+    /// is left out (the file wins), with a warning.
     pub fn load(&self) -> Result<Inventory, ConfigError> {
-        let inv = Inventory::load(&self.paths)?;
+        let mut inv = Inventory::load(&self.paths)?;
+        if let Some(p) = &self.pillar {
+            let known: HashSet<String> = inv.devices.iter().map(|d| d.id.clone()).collect();
+            for d in p.devices()?.devices {
+                if known.contains(&d.id) {
+                    tracing::warn!(id = %d.id, "Declared in pillar and in an inventory file; the file's declaration is used.");
+                } else {
+                    inv.devices.push(d);
+                }
+            }
+        }
         Ok(match self.shard {
             Some(s) => inv.shard(s),
             None => inv,
@@ -117,6 +151,24 @@ impl Inventory {
         let mut loader = Loader::default();
         for p in paths {
             loader.file(p, 0)?;
+        }
+        loader.finish()
+    }
+
+    /// Devices given as tables (`id`, `proxytype`, the driver's keys), each labelled
+    /// for problems (`"pillar of r1"`), with relative paths resolving against `dir`.
+    /// Any problem fails them all, as in a file.
+    pub fn from_tables(
+        tables: Vec<(PathBuf, Map<String, Value>)>,
+        dir: &Path,
+    ) -> Result<Inventory, ConfigError> {
+        let mut loader = Loader::default();
+        for (label, t) in tables {
+            let origin = Origin {
+                file: &label,
+                at: "proxy".into(),
+            };
+            loader.device(&origin, dir, t);
         }
         loader.finish()
     }

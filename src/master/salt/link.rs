@@ -30,6 +30,7 @@ use crate::fleet::registry::Registry;
 use crate::fleet::running::{RunningJob, RunningJobs};
 use crate::fleet::target::TargetType;
 use crate::fleet::Fleet;
+use crate::inventory::PillarDevices;
 use crate::job::Tgt;
 use crate::telemetry;
 
@@ -76,6 +77,9 @@ struct Shared {
     registry: Arc<Registry>,
     /// The fleet's running jobs, for `saltutil.find_job` and friends.
     running: Arc<RunningJobs>,
+    /// Devices declared in pillar: the link authenticates the control id and the ids
+    /// it lists, and feeds their pillars in.
+    pillar_devices: Option<Arc<PillarDevices>>,
     chan: ReqChannel,
     shared_key: tokio::sync::OnceCell<Arc<MinionKey>>,
     master_pub: Arc<RwLock<Option<(PublicKey, String)>>>,
@@ -167,6 +171,7 @@ async fn local_ip_towards(host: &str, port: u16) -> Option<String> {
 pub async fn start(
     cfg: MasterConfig,
     fleet: &Fleet,
+    pillar_devices: Option<Arc<PillarDevices>>,
     transport: Arc<dyn Transport>,
 ) -> Result<super::SaltLink, SaltError> {
     let host = cfg.host.clone().unwrap_or_default();
@@ -189,6 +194,7 @@ pub async fn start(
         master_label,
         registry: fleet.registry.clone(),
         running: fleet.running.clone(),
+        pillar_devices,
         chan,
         shared_key: tokio::sync::OnceCell::new(),
         master_pub,
@@ -220,6 +226,9 @@ pub async fn start(
     tasks.push(tokio::spawn(return_loop(shared.clone(), ret_rx)));
     tasks.push(tokio::spawn(event_loop(shared.clone())));
     tasks.push(tokio::spawn(pillar_refresh_loop(shared.clone())));
+    if let Some(p) = &shared.pillar_devices {
+        upsert(&shared, p.control_id().to_owned());
+    }
     tracing::info!(master = %shared.master_label, "Salt link started.");
     Ok(super::SaltLink {
         commands: cmd_tx,
@@ -245,11 +254,23 @@ async fn command_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<LinkCommand>) 
         match cmd {
             LinkCommand::Upsert { id } => upsert(&shared, id),
             LinkCommand::Remove { id } => {
-                lock(&shared.ids).remove(&id);
-                tracing::debug!(id = %id, "Minion id removed.");
+                // Pillar ids stay authenticated while listed: their pillar is what
+                // declares them (and may declare them again).
+                if !is_pillar_id(&shared, &id) {
+                    lock(&shared.ids).remove(&id);
+                    tracing::debug!(id = %id, "Minion id removed.");
+                }
             }
         }
     }
+}
+
+/// The pillar_inventory control id, or an id it lists.
+fn is_pillar_id(shared: &Shared, id: &str) -> bool {
+    shared
+        .pillar_devices
+        .as_ref()
+        .is_some_and(|p| p.control_id() == id || p.listed().iter().any(|l| l == id))
 }
 
 /// A new id starts authenticating; a known one that is accepted reports its grains
@@ -400,7 +421,10 @@ async fn auth_loop(shared: Arc<Shared>, id: String, incarnation: u64) {
                     e.authing = false;
                 }
                 tracing::info!(id = %id, "Minion id authenticated.");
-                send_grains(shared.clone(), id).await;
+                if send_pillar(&shared, &id).await {
+                    let events = fleet_events::start_events(&id, SystemTime::now());
+                    send_events(&shared, Some(&id), events).await;
+                }
                 return;
             }
             Ok(AuthOutcome::Pending) => {
@@ -597,14 +621,10 @@ async fn wait_session(shared: &Shared, id: &str, seen_gen: Option<u64>, limit: D
 }
 
 /// Reports the id's grains as the registry has them now (`_pillar` fills the
-/// master's grains cache), keeps the pillar it answers with, and sends the id's
-/// start events.
+/// master's grains cache) and keeps the pillar it answers with. The start events
+/// go once per authentication, not on every grains change.
 async fn send_grains(shared: Arc<Shared>, id: String) {
-    if !send_pillar(&shared, &id).await {
-        return;
-    }
-    let events = fleet_events::start_events(&id, SystemTime::now());
-    send_events(&shared, Some(&id), events).await;
+    send_pillar(&shared, &id).await;
 }
 
 /// `_pillar` for `id`: reports its grains and stores the pillar the master answers
@@ -613,9 +633,12 @@ async fn send_pillar(shared: &Arc<Shared>, id: &str) -> bool {
     if !lock(&shared.ids).contains_key(id) {
         return false;
     }
-    // Gone from the registry: its removal from the link is on its way.
-    let Some(grains) = shared.registry.get(id).map(|e| e.grains.clone()) else {
-        return false;
+    let grains = match shared.registry.get(id).map(|e| e.grains.clone()) {
+        Some(g) => g,
+        // A pillar id not (yet) a device: its pillar is what declares it.
+        None if is_pillar_id(shared, id) => Arc::new(serde_json::Value::Object(Default::default())),
+        // Gone from the registry: its removal from the link is on its way.
+        None => return false,
     };
     let grains = complete_grains(shared, id, &grains);
     let fields = vec![
@@ -630,6 +653,19 @@ async fn send_pillar(shared: &Arc<Shared>, id: &str) -> bool {
         Ok((v, _)) => match to_json(&v) {
             // Never logged: pillars hold secrets.
             pillar @ serde_json::Value::Object(_) => {
+                if let Some(p) = &shared.pillar_devices {
+                    let change = p.observe(id, &pillar);
+                    for new in change.added {
+                        upsert(shared, new);
+                    }
+                    for gone in change.removed {
+                        // A device among them leaves with the next reload, and the
+                        // bridge removes it; an id that never was one goes now.
+                        if shared.registry.get(&gone).is_none() {
+                            lock(&shared.ids).remove(&gone);
+                        }
+                    }
+                }
                 shared.registry.set_pillar(id, pillar);
                 tracing::debug!(id = %id, "Grains reported, pillar received.");
             }
@@ -703,7 +739,15 @@ async fn event_loop(shared: Arc<Shared>) {
             _ = stop.changed() => None,
         };
         let Some(batch) = batch else { return };
-        for id in batch.refresh {
+        let mut refresh: Vec<String> = batch.refresh.iter().map(|i| i.to_string()).collect();
+        // A device asking for its pillar may be the news of a pillar edit: the
+        // control id's list is fetched again with it, so new devices are picked up.
+        if let Some(p) = &shared.pillar_devices {
+            if !refresh.is_empty() && !refresh.iter().any(|i| i == p.control_id()) {
+                refresh.push(p.control_id().to_owned());
+            }
+        }
+        for id in refresh {
             let shared = shared.clone();
             tokio::spawn(async move { send_pillar(&shared, &id).await });
         }
@@ -1275,6 +1319,7 @@ mod tests {
             master_label: "test".into(),
             registry: registry(),
             running: crate::fleet::running::RunningJobs::new(),
+            pillar_devices: None,
             chan,
             shared_key: tokio::sync::OnceCell::new(),
             master_pub,

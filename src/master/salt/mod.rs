@@ -176,10 +176,18 @@ impl SaltLink {
 /// fleet's registry and answers `saltutil.find_job` / `running` / `is_running` from
 /// the fleet's running jobs. Returns quickly; keys, connection and authentication
 /// proceed in the background. Works on current-thread and multi-thread tokio runtimes.
-pub async fn start(cfg: &MasterConfig, fleet: &Fleet) -> Result<SaltLink, SaltError> {
+///
+/// `pillar`, when given, is the `pillar_inventory` the link authenticates the control
+/// id for and feeds every pillar the master answers into.
+pub async fn start(
+    cfg: &MasterConfig,
+    fleet: &Fleet,
+    pillar: Option<std::sync::Arc<crate::inventory::PillarDevices>>,
+) -> Result<SaltLink, SaltError> {
     start_with(
         cfg,
         fleet,
+        pillar,
         std::sync::Arc::new(transport::ZmqTransport::default()),
     )
     .await
@@ -189,6 +197,7 @@ pub async fn start(cfg: &MasterConfig, fleet: &Fleet) -> Result<SaltLink, SaltEr
 pub async fn start_with(
     cfg: &MasterConfig,
     fleet: &Fleet,
+    pillar: Option<std::sync::Arc<crate::inventory::PillarDevices>>,
     transport: std::sync::Arc<dyn transport::Transport>,
 ) -> Result<SaltLink, SaltError> {
     // A config built in code has not been through `Config::parse`.
@@ -196,5 +205,5 @@ pub async fn start_with(
     if !problems.is_empty() {
         return Err(SaltError::Config(ConfigError::Invalid(problems)));
     }
-    link::start(cfg.clone(), fleet, transport).await
+    link::start(cfg.clone(), fleet, pillar, transport).await
 }
