@@ -138,6 +138,10 @@ pub struct FleetConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub backoff: BackoffConfig,
+    /// Where each device's saved grains (`grains.setval`) and schedule
+    /// (`schedule.add`) are kept, relative to the config file; none keeps them in
+    /// memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for FleetConfig {
@@ -157,6 +161,7 @@ impl Default for FleetConfig {
             allowed_functions: vec!["*".to_owned()],
             shutdown_grace: Duration::from_secs(30),
             backoff: BackoffConfig::default(),
+            state_dir: None,
         }
     }
 }
@@ -338,6 +343,11 @@ impl Config {
         })?;
         let mut cfg = Config::parse(&text, path)?;
         cfg.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        if let Some(d) = &cfg.fleet.state_dir {
+            if d.is_relative() {
+                cfg.fleet.state_dir = Some(cfg.base_dir.join(d));
+            }
+        }
         Ok(cfg)
     }
 

@@ -15,6 +15,7 @@ pub mod http;
 pub mod inventory;
 pub mod job;
 pub mod master;
+pub mod minion_state;
 pub mod pillar;
 pub mod pyrepr;
 pub mod run;

@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use super::registry::{base_grains, DeviceState, Registry};
+use super::registry::{DeviceState, Registry};
 use crate::config::FleetConfig;
 use crate::drivers::{Driver, DriverError};
 use crate::functions::{self, Call, FunctionError};
@@ -107,6 +107,8 @@ pub struct DeviceActor {
     up: bool,
     last_ok: Option<Instant>,
     last_grains: Instant,
+    /// The device's last grains report, under the saved grains.
+    reported: Map<String, Value>,
     /// Counts this actor in `drover_device_actors` until it is freed.
     _live: telemetry::LiveActor,
 }
@@ -123,7 +125,7 @@ impl DeviceActor {
     ) -> DeviceActor {
         DeviceActor {
             id: Arc::from(spec.id.as_str()),
-            grains: Arc::new(Value::Object(base_grains(&spec, None))),
+            grains: Arc::new(Value::Object(registry.grains_for(&spec, None))),
             spec,
             generation,
             driver,
@@ -136,6 +138,7 @@ impl DeviceActor {
             up: false,
             last_ok: None,
             last_grains: Instant::now(),
+            reported: Map::new(),
             _live: telemetry::LiveActor::new(),
         }
     }
@@ -177,7 +180,14 @@ impl DeviceActor {
     }
 
     fn apply_grains(&mut self, reported: &Map<String, Value>) {
-        self.grains = Arc::new(Value::Object(base_grains(&self.spec, Some(reported))));
+        self.reported = reported.clone();
+        self.recompose_grains();
+    }
+
+    /// Grains again from the last report, after `grains.setval` changed the saved ones.
+    fn recompose_grains(&mut self) {
+        let g = self.registry.grains_for(&self.spec, Some(&self.reported));
+        self.grains = Arc::new(Value::Object(g));
         self.last_grains = Instant::now();
         self.registry
             .set_grains(&self.id, self.generation, self.grains.clone());
@@ -262,6 +272,7 @@ impl Handler<Execute> for DeviceActor {
             driver: self.driver.clone(),
             grains: self.grains.clone(),
             pillar: self.registry.pillar(&self.id),
+            minions: self.registry.minions().clone(),
             events: self.registry.events().clone(),
             job: msg.job.clone(),
         };
@@ -280,6 +291,8 @@ impl Handler<Execute> for DeviceActor {
                         act.record_success();
                         if let Some(g) = &out.fresh_grains {
                             act.apply_grains(g);
+                        } else if out.grains_changed {
+                            act.recompose_grains();
                         }
                         Return::ok(&act.id, &msg.job, out.ret, total).with_retcode(out.retcode)
                     }

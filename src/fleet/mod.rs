@@ -86,7 +86,7 @@ impl Fleet {
         // before it exists are lost.
         let _ = crate::telemetry::metrics_handle();
         let cfg = Arc::new(cfg);
-        let registry = Registry::new();
+        let registry = Registry::with_state_dir(cfg.state_dir.clone());
         let drivers = DriverContext::new()?;
         let n = if cfg.arbiters == 0 {
             std::thread::available_parallelism()

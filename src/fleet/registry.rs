@@ -99,6 +99,8 @@ pub struct Registry {
     /// the device.
     pillars: DashMap<Arc<str>, Arc<Value>>,
     events: EventSink,
+    /// Grains set with `grains.setval`, schedules added with `schedule.add`.
+    minions: Arc<crate::minion_state::MinionState>,
     counts: Mutex<BTreeMap<(&'static str, DeviceState), i64>>,
     changed: tokio::sync::Notify,
     version: std::sync::atomic::AtomicU64,
@@ -107,6 +109,38 @@ pub struct Registry {
 impl Registry {
     pub fn new() -> Arc<Registry> {
         Arc::new(Registry::default())
+    }
+
+    /// A registry whose minion state (set grains, added schedules) is kept under
+    /// `state_dir`.
+    pub fn with_state_dir(state_dir: Option<std::path::PathBuf>) -> Arc<Registry> {
+        let mut r = Registry::default();
+        r.minions = crate::minion_state::MinionState::new(state_dir);
+        Arc::new(r)
+    }
+
+    pub fn minions(&self) -> &Arc<crate::minion_state::MinionState> {
+        &self.minions
+    }
+
+    /// A device's grains: [`base_grains`], then the grains set on it with
+    /// `grains.setval` (Salt's grains file wins over core grains too).
+    pub fn grains_for(
+        &self,
+        spec: &DeviceSpec,
+        reported: Option<&Map<String, Value>>,
+    ) -> Map<String, Value> {
+        let mut g = base_grains(spec, reported);
+        for (k, v) in self
+            .minions
+            .get(&spec.id, crate::minion_state::Doc::Grains)
+            .iter()
+        {
+            if k != "id" {
+                g.insert(k.clone(), v.clone());
+            }
+        }
+        g
     }
 
     pub fn len(&self) -> usize {
@@ -125,7 +159,7 @@ impl Registry {
         let old = self.devices.insert(
             id.clone(),
             DeviceEntry {
-                grains: Arc::new(Value::Object(base_grains(&spec, None))),
+                grains: Arc::new(Value::Object(self.grains_for(&spec, None))),
                 spec,
                 state: DeviceState::Starting,
                 address,

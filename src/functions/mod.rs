@@ -6,6 +6,7 @@
 mod config;
 mod event;
 mod grains;
+mod grains_set;
 mod netconf;
 mod openvswitch;
 mod pillar;
@@ -40,6 +41,8 @@ pub struct Call {
     /// Where events and requests for the master go (`event.send`,
     /// `saltutil.refresh_pillar`).
     pub events: EventSink,
+    /// Saved grains and schedules of every device (`grains.setval`, `schedule.add`).
+    pub minions: Arc<crate::minion_state::MinionState>,
     pub job: Arc<Job>,
 }
 
@@ -94,6 +97,9 @@ pub struct Output {
     /// Grains the device just reported (`saltutil.refresh_grains`), for the device
     /// actor to apply.
     pub fresh_grains: Option<serde_json::Map<String, Value>>,
+    /// The device's saved grains changed (`grains.setval`): its grains are composed
+    /// again.
+    pub grains_changed: bool,
 }
 
 impl From<Value> for Output {
@@ -102,6 +108,7 @@ impl From<Value> for Output {
             ret,
             retcode: 0,
             fresh_grains: None,
+            grains_changed: false,
         }
     }
 }
@@ -130,7 +137,12 @@ pub async fn execute(call: Call) -> Result<Output, FunctionError> {
     let (module, name) = fun.split_once('.').unwrap_or((fun, ""));
     let out: Output = match module {
         "test" => return test::run(name, &call).await,
-        "grains" => grains::run(name, &call)?.into(),
+        "grains" => match name {
+            "setval" | "setvals" | "append" | "remove" | "set" | "delval" | "delkey" => {
+                grains_set::run(name, &call)?
+            }
+            _ => grains::run(name, &call)?.into(),
+        },
         "service" => service::run(name, &call).await?.into(),
         "pkg" => pkg::run(name, &call).await?.into(),
         "sys" => sys::run(name, &call)?.into(),

@@ -52,6 +52,7 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Output, FunctionError
         }
         return Ok(Output {
             fresh_grains: Some(grains),
+            grains_changed: false,
             ..Output::from(Value::Bool(true))
         });
     }

@@ -363,3 +363,111 @@ async fn unknown_functions_and_bad_arguments_are_errors_for_that_device() {
     assert_eq!(one(&fleet, id, "test.ping", vec![]).await.ret, json!(true));
     assert_eq!(fleet.registry.get(id).unwrap().restarts, 0);
 }
+
+/// `grains.setval` and friends answer in Salt's shapes, change what `grains.items`
+/// and grain targeting see at once, and survive a restart with the same state dir.
+#[actix_rt::test]
+async fn saved_grains_survive_a_restart_and_win_over_the_devices() {
+    let sim = sim(1);
+    let state = tempfile::tempdir().unwrap();
+    let cfg = drover::config::FleetConfig {
+        state_dir: Some(state.path().to_owned()),
+        ..fast_fleet()
+    };
+    let id = "rest-0001";
+    {
+        let fleet = start_fleet(cfg.clone(), sim.inventory()).await;
+        let r = one(
+            &fleet,
+            id,
+            "grains.setval",
+            vec![json!("role"), json!("core")],
+        )
+        .await;
+        assert_eq!(r.ret, json!({"role": "core"}));
+        // Saved grains win over what the device reports.
+        let r = one(
+            &fleet,
+            id,
+            "grains.setval",
+            vec![json!("os"), json!("Mine")],
+        )
+        .await;
+        assert_eq!(r.ret, json!({"os": "Mine"}));
+        let r = one(
+            &fleet,
+            id,
+            "grains.setvals",
+            vec![json!({"rack": 4, "roles": ["edge"]})],
+        )
+        .await;
+        assert_eq!(r.ret, json!({"rack": 4, "roles": ["edge"]}));
+        let r = one(
+            &fleet,
+            id,
+            "grains.append",
+            vec![json!("roles"), json!("bgp")],
+        )
+        .await;
+        assert_eq!(r.ret, json!({"roles": ["edge", "bgp"]}));
+        let r = one(
+            &fleet,
+            id,
+            "grains.append",
+            vec![json!("roles"), json!("bgp")],
+        )
+        .await;
+        assert_eq!(r.ret, json!("The val bgp was already in the list roles"));
+        let r = one(&fleet, id, "grains.append", vec![json!("rack"), json!(5)]).await;
+        assert_eq!(r.ret, json!("The key rack is not a valid list"));
+        let r = one(
+            &fleet,
+            id,
+            "grains.remove",
+            vec![json!("roles"), json!("edge")],
+        )
+        .await;
+        assert_eq!(r.ret, json!({"roles": ["bgp"]}));
+        let r = one(
+            &fleet,
+            id,
+            "grains.remove",
+            vec![json!("roles"), json!("nope")],
+        )
+        .await;
+        assert_eq!(r.ret, json!("The val nope was not in the list roles"));
+        // A list is not replaced by delval without force.
+        let r = one(&fleet, id, "grains.delval", vec![json!("roles")]).await;
+        assert_eq!(r.ret["result"], json!(false));
+        assert_eq!(r.retcode, 1);
+        let r = one(&fleet, id, "grains.delkey", vec![json!("rack")]).await;
+        assert_eq!(
+            r.ret,
+            json!({"comment": "", "changes": {"rack": null}, "result": true})
+        );
+        let items = one(&fleet, id, "grains.items", vec![]).await.ret;
+        assert_eq!(items["role"], json!("core"));
+        assert_eq!(items["os"], json!("Mine"));
+        assert_eq!(items["roles"], json!(["bgp"]));
+        assert!(items.get("rack").is_none(), "{items}");
+        // Grain targeting sees the saved grain.
+        let mut req = request("role:core", "test.ping", vec![]);
+        req.tgt_type = drover::fleet::target::TargetType::Grain;
+        let (minions, _) = run_job(&fleet, req).await;
+        assert_eq!(minions, [id]);
+        fleet.shutdown(std::time::Duration::from_secs(5)).await;
+    }
+    let fleet = start_fleet(cfg, sim.inventory()).await;
+    let items = one(&fleet, id, "grains.items", vec![]).await.ret;
+    assert_eq!(items["role"], json!("core"));
+    assert_eq!(items["os"], json!("Mine"));
+    assert_eq!(items["roles"], json!(["bgp"]));
+    let bad = one(&fleet, id, "grains.setvals", vec![json!("nope")]).await;
+    assert!(!bad.success);
+    assert!(
+        bad.ret
+            .as_str()
+            .is_some_and(|s| s.contains("setvals grains must be a dictionary.")),
+        "{bad:?}"
+    );
+}
