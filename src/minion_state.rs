@@ -38,11 +38,14 @@ impl Doc {
     }
 }
 
+/// One saved document: a JSON object.
+pub type DocMap = Arc<Map<String, Value>>;
+
 /// Every device's saved documents; cheap to share.
 #[derive(Default)]
 pub struct MinionState {
     dir: Option<PathBuf>,
-    docs: DashMap<(Arc<str>, Doc), Arc<Map<String, Value>>>,
+    docs: DashMap<(Arc<str>, Doc), DocMap>,
 }
 
 impl MinionState {
