@@ -1,8 +1,9 @@
 //! The fleet's event bus: what flows up from devices and functions to the masters
 //! (a device came up or went down, a function fired an event, a device wants a fresh
-//! pillar). Events flow up, never calls: a function or the registry sends, and a
-//! master link that cares subscribes. The bus is bounded; a subscriber that falls
-//! behind loses the oldest events and counts them.
+//! pillar, a function asks the master something: `mine.get`). Events flow up: a
+//! function or the registry sends, and a master link that cares subscribes; a
+//! request carries the channel its answer comes back on. The bus is bounded; a
+//! subscriber that falls behind loses the oldest events and counts them.
 
 use std::sync::Arc;
 
@@ -22,6 +23,51 @@ pub enum FleetEvent {
     },
     /// Device `id` asks its master for its pillar again (`saltutil.refresh_pillar`).
     RefreshPillar { id: Arc<str> },
+    /// A request to the master on behalf of a device (`_mine`, `_mine_get`, ...).
+    Request(Arc<MasterRequest>),
+    /// `schedule.run_job`: run device `id`'s scheduled job `name` now.
+    RunSchedule { id: Arc<str>, name: String },
+    /// A scheduled job ended: its return, for the master's job cache.
+    ScheduledReturn(Arc<ScheduledReturn>),
+}
+
+/// What a scheduled job returns, as a minion sends it (`schedule` names the job).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledReturn {
+    pub id: Arc<str>,
+    pub schedule: String,
+    pub fun: String,
+    pub fun_args: Vec<Value>,
+    pub ret: Value,
+    pub retcode: i32,
+    pub success: bool,
+}
+
+/// One request for the master: `cmd` with `load`'s fields, sent as device `id`; the
+/// answer (or why there is none) goes back once on the request's channel.
+#[derive(Debug)]
+pub struct MasterRequest {
+    pub id: Arc<str>,
+    pub cmd: &'static str,
+    pub load: serde_json::Map<String, Value>,
+    reply: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Result<Value, String>>>>,
+}
+
+impl MasterRequest {
+    /// Answers the request; later answers are ignored (a broadcast bus may hand the
+    /// request to more than one subscriber).
+    pub fn answer(&self, result: Result<Value, String>) {
+        let tx = self.reply.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(tx) = tx {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+impl PartialEq for MasterRequest {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
 }
 
 /// The sending side, cheap to clone; sending never blocks and never fails the caller.
@@ -56,6 +102,23 @@ impl EventSink {
     /// Whether anyone listens, so a sender can skip building an event nobody sees.
     pub fn has_subscribers(&self) -> bool {
         self.tx.receiver_count() > 0
+    }
+
+    /// Sends `cmd` to the master as device `id`; `None` when no master listens.
+    pub fn request(
+        &self,
+        id: Arc<str>,
+        cmd: &'static str,
+        load: serde_json::Map<String, Value>,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<Value, String>>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = MasterRequest {
+            id,
+            cmd,
+            load,
+            reply: std::sync::Mutex::new(Some(tx)),
+        };
+        self.send(FleetEvent::Request(Arc::new(req))).then_some(rx)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<FleetEvent> {

@@ -19,6 +19,7 @@ pub mod minion_state;
 pub mod pillar;
 pub mod pyrepr;
 pub mod run;
+pub mod schedule;
 pub mod secrets;
 pub mod shard;
 pub mod telemetry;

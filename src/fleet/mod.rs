@@ -5,6 +5,7 @@ pub mod device;
 pub mod dispatcher;
 pub mod registry;
 pub mod running;
+pub mod scheduler;
 pub mod supervisor;
 pub mod target;
 
@@ -117,6 +118,8 @@ impl Fleet {
             guards.extend(count_tasks(a, RuntimeKind::Device).await);
         }
         guards.extend(count_tasks(&control, RuntimeKind::Control).await);
+        // On the control thread: it stops with the fleet's threads.
+        control.spawn(scheduler::run(registry.clone(), dispatcher.clone()));
         let mut arbiters = device_arbiters;
         arbiters.push(control);
         let fleet = Fleet {

@@ -282,11 +282,19 @@ impl Registry {
         }
     }
 
+    /// Replaces a device's grains; a change is a registry change, so the master
+    /// link reports the new grains (its grain targeting sees `grains.setval`).
     pub fn set_grains(&self, id: &str, generation: u64, grains: Arc<Value>) {
-        if let Some(mut e) = self.devices.get_mut(id) {
-            if e.generation == generation {
+        let changed = match self.devices.get_mut(id) {
+            Some(mut e) if e.generation == generation => {
+                let changed = e.grains != grains;
                 e.grains = grains;
+                changed
             }
+            _ => false,
+        };
+        if changed {
+            self.notify();
         }
     }
 

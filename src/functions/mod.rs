@@ -7,12 +7,14 @@ mod config;
 mod event;
 mod grains;
 mod grains_set;
+mod mine;
 mod netconf;
 mod openvswitch;
 mod pillar;
 mod pkg;
 mod rest_sample;
 mod saltutil;
+mod schedule;
 mod service;
 mod snmp;
 mod sys;
@@ -146,6 +148,8 @@ pub async fn execute(call: Call) -> Result<Output, FunctionError> {
         "service" => service::run(name, &call).await?.into(),
         "pkg" => pkg::run(name, &call).await?.into(),
         "sys" => sys::run(name, &call)?.into(),
+        "mine" => mine::run(name, &call).await?.into(),
+        "schedule" => schedule::run(name, &call)?,
         "snmp" => snmp::run(name, &call).await?.into(),
         "openvswitch" => openvswitch::run(name, &call).await?.into(),
         "rest_sample" => rest_sample::run(name, &call).await?.into(),

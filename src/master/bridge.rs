@@ -60,6 +60,7 @@ async fn run(
                                 retcode: r.retcode,
                                 success: r.success,
                                 user: user.clone(),
+                                schedule: None,
                             };
                             if returns.send(ret).await.is_err() {
                                 warn!("Salt link closed; returns dropped.");
@@ -83,6 +84,7 @@ async fn run(
                                 retcode: crate::job::RETCODE_UNAVAILABLE,
                                 success: false,
                                 user: job.user.clone(),
+                                schedule: None,
                             };
                             if returns.send(ret).await.is_err() {
                                 break;

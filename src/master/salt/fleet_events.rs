@@ -25,6 +25,10 @@ pub(super) struct Batch {
     /// `(device id, tag, data)` in arrival order.
     pub fire: Vec<(Arc<str>, String, Value)>,
     pub refresh: BTreeSet<Arc<str>>,
+    /// Requests to send as they are, each answered on its own channel.
+    pub requests: Vec<Arc<crate::events::MasterRequest>>,
+    /// Scheduled jobs' returns, each sent as a `_return`.
+    pub returns: Vec<Arc<crate::events::ScheduledReturn>>,
 }
 
 /// The next batch, or `None` when the bus is closed.
@@ -55,6 +59,10 @@ fn add(batch: &mut Batch, e: FleetEvent) {
         FleetEvent::RefreshPillar { id } => {
             batch.refresh.insert(id);
         }
+        FleetEvent::Request(r) => batch.requests.push(r),
+        FleetEvent::ScheduledReturn(r) => batch.returns.push(r),
+        // For the fleet's scheduler, not the master.
+        FleetEvent::RunSchedule { .. } => {}
     }
 }
 

@@ -751,6 +751,24 @@ async fn event_loop(shared: Arc<Shared>) {
             let shared = shared.clone();
             tokio::spawn(async move { send_pillar(&shared, &id).await });
         }
+        for r in batch.returns {
+            let ret = SaltReturn {
+                id: r.id.to_string(),
+                jid: "req".into(),
+                fun: r.fun.clone(),
+                fun_args: r.fun_args.clone(),
+                ret: r.ret.clone(),
+                retcode: r.retcode,
+                success: r.success,
+                user: None,
+                schedule: Some(r.schedule.clone()),
+            };
+            tokio::spawn(send_return(shared.clone(), ret, None));
+        }
+        for req in batch.requests {
+            let shared = shared.clone();
+            tokio::spawn(async move { master_request(&shared, &req).await });
+        }
         let events = batch
             .fire
             .into_iter()
@@ -758,6 +776,21 @@ async fn event_loop(shared: Arc<Shared>) {
             .collect();
         send_events(&shared, None, events).await;
     }
+}
+
+/// Sends a device's request (`_mine`, `_mine_get`, ...) and hands back the answer.
+async fn master_request(shared: &Arc<Shared>, req: &crate::events::MasterRequest) {
+    let fields: Vec<(&str, Value)> = req
+        .load
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "cmd" | "id" | "tok" | "nonce" | "ts"))
+        .map(|(k, v)| (k.as_str(), from_json(v)))
+        .collect();
+    let result = match aes_request(shared, &req.id, req.cmd, fields, "request").await {
+        Ok((v, _)) => Ok(to_json(&v)),
+        Err(e) => Err(e.to_string()),
+    };
+    req.answer(result);
 }
 
 /// Fetches every authenticated id's pillar again every `pillar_refresh`, a few at a
@@ -1024,6 +1057,7 @@ fn answer_internal(
             retcode: 0,
             success: true,
             user: user.clone(),
+            schedule: None,
         };
         tokio::spawn(send_return(shared.clone(), r, None));
     }
@@ -1160,6 +1194,10 @@ async fn send_return(
         ];
         if let Some(u) = &r.user {
             fields.push(("user", Value::from(u.as_str())));
+        }
+        if let Some(s) = &r.schedule {
+            fields.push(("schedule", Value::from(s.as_str())));
+            fields.push(("pid", Value::from(std::process::id())));
         }
         match aes_request(&shared, &r.id, "_return", fields, "return").await {
             Ok(_) => return,

@@ -60,6 +60,9 @@ pub struct SaltReturn {
     pub success: bool,
     /// The publishing user, echoed in the `_return` as a minion does.
     pub user: Option<String>,
+    /// The schedule entry that ran it, for a scheduled job (whose jid is "req": the
+    /// master gives it one).
+    pub schedule: Option<String>,
 }
 
 /// Errors of the Salt link.
