@@ -297,7 +297,16 @@ impl JobRun {
             }
         };
 
+        let kills = self.running.info();
         'admit: for id in pending.by_ref() {
+            if let Some(answer) = super::job_control::answer(&self.job, id, self.running.all()) {
+                let r = match answer {
+                    Ok(v) => Return::ok(id, &self.job, v, Duration::ZERO),
+                    Err(e) => Return::error(id, &self.job, Outcome::Failed, e, Duration::ZERO),
+                };
+                deliver(r, &mut outcomes).await;
+                continue;
+            }
             // Devices known to be unreachable answer now, without taking a permit.
             let (actor, queued) = match self.registry.get(id) {
                 Some(e) if e.state.is_unreachable() => {
@@ -390,11 +399,13 @@ impl JobRun {
             let registry = self.registry.clone();
             let cancel = self.cancel.clone();
             let task_id = id.clone();
+            let kills = kills.clone();
             let handle = tasks.spawn_local(async move {
                 let r = match AssertUnwindSafe(operate(
                     &actor,
                     &registry,
                     &cancel,
+                    kills.as_deref(),
                     job.clone(),
                     &id,
                     deadline,
@@ -449,10 +460,22 @@ impl JobRun {
     }
 }
 
+/// The return of a device whose part of a job `saltutil.kill_job` ended.
+const KILLED_MESSAGE: &str = "job killed by saltutil.kill_job";
+
+/// Resolves when the job is killed on `id`; never without a record.
+async fn killed(running: Option<&super::running::RunningJob>, id: &str) {
+    match running {
+        Some(r) => r.kills.killed(id).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn operate(
     actor: &Addr<DeviceActor>,
     registry: &Registry,
     cancel: &CancellationToken,
+    running: Option<&super::running::RunningJob>,
     job: Arc<Job>,
     id: &str,
     deadline: TokioInstant,
@@ -466,6 +489,9 @@ async fn operate(
         biased;
         _ = cancel.cancelled() => {
             return Return::error(id, &job, Outcome::Rejected, SHUTDOWN_MESSAGE, admitted.elapsed());
+        }
+        _ = killed(running, id) => {
+            return Return::error(id, &job, Outcome::Failed, KILLED_MESSAGE, admitted.elapsed());
         }
         r = tokio::time::timeout_at(deadline, send) => r,
     };

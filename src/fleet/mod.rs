@@ -3,6 +3,7 @@
 
 pub mod device;
 pub mod dispatcher;
+pub mod job_control;
 pub mod registry;
 pub mod running;
 pub mod scheduler;

@@ -19,6 +19,45 @@ pub struct RunningJob {
     pub started: SystemTime,
     /// Every targeted device, sorted (the dispatcher resolves targets sorted).
     targets: Arc<[String]>,
+    /// Devices whose part of the job `saltutil.kill_job` ended.
+    pub kills: Kills,
+}
+
+/// The devices a job was killed on, and a wake-up for their waiting operations.
+#[derive(Debug, Default)]
+pub struct Kills {
+    killed: Mutex<std::collections::HashSet<String>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Kills {
+    fn kill(&self, id: &str) {
+        self.killed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.to_owned());
+        self.notify.notify_waiters();
+    }
+
+    fn is_killed(&self, id: &str) -> bool {
+        self.killed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(id)
+    }
+
+    /// Resolves once the job is killed on `id`.
+    pub async fn killed(&self, id: &str) {
+        loop {
+            let woken = self.notify.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.is_killed(id) {
+                return;
+            }
+            woken.await;
+        }
+    }
 }
 
 struct Entry {
@@ -58,6 +97,7 @@ impl RunningJobs {
                 tgt_type,
                 started: SystemTime::now(),
                 targets,
+                kills: Kills::default(),
             }),
         };
         self.lock().insert(key, entry);
@@ -81,6 +121,20 @@ impl RunningJobs {
             })
             .map(|e| e.info.clone())
             .collect()
+    }
+
+    /// Ends `id`'s part of every running job with this jid (`saltutil.kill_job`);
+    /// the jobs it ended.
+    pub fn kill(&self, id: &str, jid: &str) -> Vec<Arc<RunningJob>> {
+        let hit: Vec<Arc<RunningJob>> = self
+            .for_device(id)
+            .into_iter()
+            .filter(|j| j.job.jid.0 == jid)
+            .collect();
+        for j in &hit {
+            j.kills.kill(id);
+        }
+        hit
     }
 
     /// Jobs running now.
@@ -107,6 +161,16 @@ pub struct RunningGuard {
 }
 
 impl RunningGuard {
+    /// Every running job, this one's neighbours included.
+    pub fn all(&self) -> &Arc<RunningJobs> {
+        &self.jobs
+    }
+
+    /// This job's record.
+    pub fn info(&self) -> Option<Arc<RunningJob>> {
+        self.jobs.lock().get(&self.key).map(|e| e.info.clone())
+    }
+
     /// `id` has been given its return.
     pub fn answered(&self, id: &str) {
         if let Some(e) = self.jobs.lock().get_mut(&self.key) {

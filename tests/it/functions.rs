@@ -471,3 +471,51 @@ async fn saved_grains_survive_a_restart_and_win_over_the_devices() {
         "{bad:?}"
     );
 }
+
+/// `saltutil.kill_job` answers at once although the device is busy with the job it
+/// kills, in Salt's words; the killed job still gives exactly one return, an error.
+#[actix_rt::test]
+async fn kill_job_ends_a_running_job_on_that_device() {
+    let sim = sim(1);
+    let fleet = start_fleet(fast_fleet(), sim.inventory()).await;
+    let id = "rest-0001";
+    let mut req = request(id, "test.sleep", vec![json!(120)]);
+    req.tgt_type = drover::fleet::target::TargetType::List;
+    req.timeout = Some(std::time::Duration::from_secs(300));
+    let mut long = fleet.submit(req).await.expect("job accepted");
+    let jid = long.jid.0.clone();
+    within(10, "the job to be running", async {
+        while fleet.running.for_device(id).is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    let none = one(
+        &fleet,
+        id,
+        "saltutil.kill_job",
+        vec![json!("20000101000000000000")],
+    )
+    .await;
+    assert_eq!(none.ret, json!(""));
+    let killed = one(&fleet, id, "saltutil.kill_job", vec![json!(jid.clone())]).await;
+    assert_eq!(
+        killed.ret,
+        json!(format!(
+            "Signal 9 sent to job {jid} at pid {}",
+            std::process::id()
+        ))
+    );
+    let r = within(10, "the killed job's return", long.returns.recv())
+        .await
+        .expect("one return");
+    assert!(!r.success);
+    assert!(
+        r.ret.as_str().is_some_and(|s| s.contains("killed")),
+        "{r:?}"
+    );
+    assert!(long.returns.recv().await.is_none(), "exactly one return");
+    let bad = one(&fleet, id, "saltutil.kill_job", vec![]).await;
+    assert!(!bad.success);
+}
