@@ -263,3 +263,57 @@ async fn devices_declared_in_pillar_share_mine_and_run_schedules() {
 
     daemon.stop().await;
 }
+
+/// The seed's own pillar (2014 layout: `docker: - proxyminion`, the proxy type as the
+/// key and the minion id inside) goes through `drover import-pillar`, and the device
+/// it declares answers `test.ping` through a real master.
+#[actix_rt::test]
+async fn the_seeds_pillar_imports_and_answers_through_the_master() {
+    let Some((_one, tmp, master)) = salt_case(
+        "the_seeds_pillar_imports_and_answers_through_the_master",
+        "",
+    )
+    .await
+    else {
+        return;
+    };
+    let rest = sim_at(1, 31495);
+    let url = proxy_blocks(&rest.sim.inventory_toml())[0].1["url"].clone();
+    let url = url.as_str().expect("url").to_owned();
+    let seed = tmp.path().join("seed-pillar");
+    std::fs::create_dir_all(&seed).expect("mkdir");
+    std::fs::write(
+        seed.join("top.sls"),
+        "base:\n  docker:\n    - proxyminion\n",
+    )
+    .expect("top");
+    std::fs::write(
+        seed.join("proxyminion.sls"),
+        format!("proxy:\n  rest_sample:\n    proxytype: rest_sample\n    url: {url}\n    id: proxy_docker\n"),
+    )
+    .expect("sls");
+    let out = tmp.path().join("inventory.toml");
+    let res = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
+        .arg("import-pillar")
+        .arg(&seed)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("drover import-pillar runs");
+    assert_eq!(
+        res.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let inventory = Inventory::load(&[out]).expect("imported inventory loads");
+    let ids: Vec<&str> = inventory.devices.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["proxy_docker"]);
+
+    let cfg = master.drover_config(&tmp.path().join("drover-pki"), None);
+    let daemon = Daemon::start(&cfg, inventory, None).await.expect("daemon");
+    master.ping_until_all(&["proxy_docker"], 90).await;
+    let (v, text) = master.salt(&["proxy_docker"], &["grains.get", "os"]).await;
+    assert_eq!(v["proxy_docker"], json!("RestExampleOS"), "{text}");
+    daemon.stop().await;
+}
