@@ -255,6 +255,9 @@ pub struct MasterConfig {
     /// after authentication and on `saltutil.refresh_pillar`).
     #[serde(with = "humantime_serde")]
     pub pillar_refresh: Duration,
+    /// Salt's `file_roots` for state runs under the local master: `{saltenv = [dirs]}`,
+    /// relative to the config file (a Salt master serves its own instead).
+    pub file_roots: std::collections::BTreeMap<String, Vec<PathBuf>>,
 }
 
 impl Default for MasterConfig {
@@ -271,6 +274,7 @@ impl Default for MasterConfig {
             request_timeout: Duration::from_secs(60),
             return_retries: 5,
             pillar_refresh: Duration::ZERO,
+            file_roots: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -311,6 +315,13 @@ impl MasterConfig {
         let mut m = self.clone();
         if m.pki_dir.is_relative() {
             m.pki_dir = base_dir.join(&m.pki_dir);
+        }
+        for dirs in m.file_roots.values_mut() {
+            for d in dirs.iter_mut() {
+                if d.is_relative() {
+                    *d = base_dir.join(&*d);
+                }
+            }
         }
         m
     }

@@ -263,6 +263,7 @@ impl Handler<Execute> for DeviceActor {
             grains: self.grains.clone(),
             pillar: self.registry.pillar(&self.id),
             events: self.registry.events().clone(),
+            files: self.registry.files(),
             job: msg.job.clone(),
         };
         let started = Instant::now();

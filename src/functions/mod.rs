@@ -14,6 +14,7 @@ mod rest_sample;
 mod saltutil;
 mod service;
 mod snmp;
+mod state;
 mod sys;
 mod table;
 mod test;
@@ -24,6 +25,7 @@ use serde_json::Value;
 
 use crate::drivers::{Driver, DriverError};
 use crate::events::EventSink;
+use crate::fileserver::FileSource;
 use crate::job::Job;
 pub use table::{ArgSpec, Spec, FUNCTIONS};
 
@@ -40,6 +42,8 @@ pub struct Call {
     /// Where events and requests for the master go (`event.send`,
     /// `saltutil.refresh_pillar`).
     pub events: EventSink,
+    /// Where SLS files come from (`state.*`): the master's file server, if any.
+    pub files: Option<Arc<dyn FileSource>>,
     pub job: Arc<Job>,
 }
 
@@ -142,6 +146,7 @@ pub async fn execute(call: Call) -> Result<Output, FunctionError> {
         "config" => config::run(name, &call)?.into(),
         "event" => event::run(name, &call)?.into(),
         "netconf" => netconf::run(name, &call).await?.into(),
+        "state" => state::run(name, &call).await?,
         _ => return Err(FunctionError::NotAvailable(fun.to_owned())),
     };
     Ok(with_result_retcode(out))
@@ -262,6 +267,12 @@ pub(crate) fn as_text(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(if *b { "True".into() } else { "False".into() }),
         _ => None,
     }
+}
+
+/// The Salt outputter for a function's return (`highstate` for state runs), which a
+/// Salt master's CLI reads from the return's `out`.
+pub fn outputter(fun: &str) -> Option<&'static str> {
+    state::outputter(fun)
 }
 
 /// The function name as a bounded metric label: known names as they are, anything a

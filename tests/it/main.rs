@@ -18,5 +18,6 @@ mod salt_master;
 mod secrets;
 mod snmp_fleet;
 mod snmpd;
+mod states;
 mod support;
 mod zmtp_proxy;

@@ -1117,6 +1117,10 @@ async fn send_return(
         if let Some(u) = &r.user {
             fields.push(("user", Value::from(u.as_str())));
         }
+        // The CLI picks its outputter from `out` (`highstate` for state runs).
+        if let Some(out) = crate::functions::outputter(&r.fun) {
+            fields.push(("out", Value::from(out)));
+        }
         match aes_request(&shared, &r.id, "_return", fields, "return").await {
             Ok(_) => return,
             Err(e) => {
