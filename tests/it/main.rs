@@ -15,6 +15,7 @@ mod ovs;
 mod prometheus;
 mod salt;
 mod salt_master;
+mod salt_states;
 mod secrets;
 mod snmp_fleet;
 mod snmpd;
