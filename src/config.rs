@@ -264,6 +264,9 @@ pub struct MasterConfig {
     /// pillar lists (`proxy: {proxytype: deltaproxy, ids: [...]}`) and manages each
     /// listed id whose own pillar has a `proxy:` block, besides the inventory files.
     pub pillar_inventory: Option<String>,
+    /// Salt's `file_roots` for state runs under the local master: `{saltenv = [dirs]}`,
+    /// relative to the config file (a Salt master serves its own instead).
+    pub file_roots: std::collections::BTreeMap<String, Vec<PathBuf>>,
 }
 
 impl Default for MasterConfig {
@@ -281,6 +284,7 @@ impl Default for MasterConfig {
             return_retries: 5,
             pillar_refresh: Duration::ZERO,
             pillar_inventory: None,
+            file_roots: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -329,6 +333,13 @@ impl MasterConfig {
         let mut m = self.clone();
         if m.pki_dir.is_relative() {
             m.pki_dir = base_dir.join(&m.pki_dir);
+        }
+        for dirs in m.file_roots.values_mut() {
+            for d in dirs.iter_mut() {
+                if d.is_relative() {
+                    *d = base_dir.join(&*d);
+                }
+            }
         }
         m
     }

@@ -109,7 +109,14 @@ impl Daemon {
                 let link = crate::master::salt::start(&master, &fleet, pillar.clone()).await?;
                 Some(crate::master::bridge::spawn(link, fleet.clone()))
             }
-            MasterKind::Local => None,
+            MasterKind::Local => {
+                let roots = cfg.master.resolved(&cfg.base_dir).file_roots;
+                if !roots.is_empty() {
+                    let files = crate::fileserver::FileRoots::new(roots);
+                    fleet.registry.set_files(Some(std::sync::Arc::new(files)));
+                }
+                None
+            }
         };
         let master = LocalMaster::new(fleet.clone(), cfg.fleet.job_history, source);
         let pillar_reloads = pillar.map(|p| tokio::spawn(reload_on_pillar(p, master.clone())));

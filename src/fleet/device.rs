@@ -274,6 +274,7 @@ impl Handler<Execute> for DeviceActor {
             pillar: self.registry.pillar(&self.id),
             minions: self.registry.minions().clone(),
             events: self.registry.events().clone(),
+            files: self.registry.files(),
             job: msg.job.clone(),
         };
         let started = Instant::now();

@@ -101,6 +101,8 @@ pub struct Registry {
     events: EventSink,
     /// Grains set with `grains.setval`, schedules added with `schedule.add`.
     minions: Arc<crate::minion_state::MinionState>,
+    /// The file server state runs read SLS files from (set by the master).
+    files: std::sync::RwLock<Option<Arc<dyn crate::fileserver::FileSource>>>,
     counts: Mutex<BTreeMap<(&'static str, DeviceState), i64>>,
     changed: tokio::sync::Notify,
     version: std::sync::atomic::AtomicU64,
@@ -259,6 +261,19 @@ impl Registry {
     /// The fleet's event bus.
     pub fn events(&self) -> &EventSink {
         &self.events
+    }
+
+    /// Sets the file server state runs read from (the local `file_roots`, or the Salt
+    /// master's file client).
+    pub fn set_files(&self, files: Option<Arc<dyn crate::fileserver::FileSource>>) {
+        if let Ok(mut f) = self.files.write() {
+            *f = files;
+        }
+    }
+
+    /// The file server for state runs, if a master provides one.
+    pub fn files(&self) -> Option<Arc<dyn crate::fileserver::FileSource>> {
+        self.files.read().ok().and_then(|f| f.clone())
     }
 
     /// Replaces `id`'s pillar (the master's answer to `_pillar`).

@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{execute, ArgReader, Call, FunctionError};
-use crate::job::{Args, Job};
 
 /// Longest wait for the master's answer; the job's own deadline is usually shorter.
 const MASTER_WAIT: Duration = Duration::from_secs(30);
@@ -236,19 +235,7 @@ async fn run_function(
     if fun.starts_with("mine.") {
         return None;
     }
-    let sub = Call {
-        id: call.id.clone(),
-        driver: call.driver.clone(),
-        grains: call.grains.clone(),
-        pillar: call.pillar.clone(),
-        events: call.events.clone(),
-        minions: call.minions.clone(),
-        job: std::sync::Arc::new(Job {
-            jid: call.job.jid.clone(),
-            fun: fun.to_owned(),
-            args: Args { arg, kwarg },
-        }),
-    };
+    let sub = call.sub(fun, arg, kwarg);
     Box::pin(execute(sub)).await.ok().map(|o| o.ret)
 }
 

@@ -17,6 +17,7 @@ mod saltutil;
 mod schedule;
 mod service;
 mod snmp;
+mod state;
 mod sys;
 mod table;
 mod test;
@@ -27,6 +28,7 @@ use serde_json::Value;
 
 use crate::drivers::{Driver, DriverError};
 use crate::events::EventSink;
+use crate::fileserver::FileSource;
 use crate::job::Job;
 pub use table::{ArgSpec, Spec, FUNCTIONS};
 
@@ -45,7 +47,30 @@ pub struct Call {
     pub events: EventSink,
     /// Saved grains and schedules of every device (`grains.setval`, `schedule.add`).
     pub minions: Arc<crate::minion_state::MinionState>,
+    /// Where SLS files come from (`state.*`): the master's file server, if any.
+    pub files: Option<Arc<dyn FileSource>>,
     pub job: Arc<Job>,
+}
+
+impl Call {
+    /// Another function on the same device, in the same job (a mine function, a
+    /// state's `module.run` or `salt[...]` call).
+    pub fn sub(&self, fun: &str, arg: Vec<Value>, kwarg: serde_json::Map<String, Value>) -> Call {
+        Call {
+            id: self.id.clone(),
+            driver: self.driver.clone(),
+            grains: self.grains.clone(),
+            pillar: self.pillar.clone(),
+            events: self.events.clone(),
+            minions: self.minions.clone(),
+            files: self.files.clone(),
+            job: Arc::new(Job {
+                jid: self.job.jid.clone(),
+                fun: fun.to_owned(),
+                args: crate::job::Args { arg, kwarg },
+            }),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +183,7 @@ pub async fn execute(call: Call) -> Result<Output, FunctionError> {
         "config" => config::run(name, &call)?.into(),
         "event" => event::run(name, &call)?.into(),
         "netconf" => netconf::run(name, &call).await?.into(),
+        "state" => state::run(name, &call).await?,
         _ => return Err(FunctionError::NotAvailable(fun.to_owned())),
     };
     Ok(with_result_retcode(out))
@@ -278,6 +304,12 @@ pub(crate) fn as_text(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(if *b { "True".into() } else { "False".into() }),
         _ => None,
     }
+}
+
+/// The Salt outputter for a function's return (`highstate` for state runs), which a
+/// Salt master's CLI reads from the return's `out`.
+pub fn outputter(fun: &str) -> Option<&'static str> {
+    state::outputter(fun)
 }
 
 /// The function name as a bounded metric label: known names as they are, anything a

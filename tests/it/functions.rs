@@ -177,6 +177,7 @@ async fn test_and_grains_functions() {
             "rest_sample",
             "saltutil",
             "service",
+            "state",
             "sys",
             "test"
         ])

@@ -229,6 +229,10 @@ pub async fn start(
     if let Some(p) = &shared.pillar_devices {
         upsert(&shared, p.control_id().to_owned());
     }
+    // State runs read SLS files from this master's file server.
+    let files =
+        super::fileclient::SaltFileClient::new(Arc::new(FileRequests(Arc::downgrade(&shared))));
+    fleet.registry.set_files(Some(Arc::new(files)));
     tracing::info!(master = %shared.master_label, "Salt link started.");
     Ok(super::SaltLink {
         commands: cmd_tx,
@@ -586,6 +590,35 @@ async fn aes_request(
         Ok(Reply::Error(e)) => Err(SaltError::MasterError(e)),
         Ok(Reply::Clear(_)) => Err(SaltError::Protocol("clear reply to aes request".into())),
         Err(e) => Err(e),
+    }
+}
+
+/// The file client's requests: under the given id, or under any accepted id (file
+/// server answers do not depend on the id). Weak, so the registry that holds the
+/// file client does not keep the link alive.
+struct FileRequests(std::sync::Weak<Shared>);
+
+impl super::fileclient::Requests for FileRequests {
+    fn request<'a>(
+        &'a self,
+        id: Option<&'a str>,
+        cmd: &'static str,
+        fields: Vec<(&'static str, Value)>,
+    ) -> futures::future::BoxFuture<'a, Result<Value, SaltError>> {
+        Box::pin(async move {
+            let shared = self.0.upgrade().ok_or(SaltError::Closed)?;
+            let id = match id {
+                Some(id) => id.to_owned(),
+                None => lock(&shared.ids)
+                    .iter()
+                    .find(|(_, e)| e.state == IdState::Accepted && e.session.is_some())
+                    .map(|(k, _)| k.clone())
+                    .ok_or(SaltError::UnknownId)?,
+            };
+            aes_request(&shared, &id, cmd, fields, "file")
+                .await
+                .map(|(v, _)| v)
+        })
     }
 }
 
@@ -1198,6 +1231,10 @@ async fn send_return(
         if let Some(s) = &r.schedule {
             fields.push(("schedule", Value::from(s.as_str())));
             fields.push(("pid", Value::from(std::process::id())));
+        }
+        // The CLI picks its outputter from `out` (`highstate` for state runs).
+        if let Some(out) = crate::functions::outputter(&r.fun) {
+            fields.push(("out", Value::from(out)));
         }
         match aes_request(&shared, &r.id, "_return", fields, "return").await {
             Ok(_) => return,

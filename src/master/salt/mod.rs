@@ -8,6 +8,7 @@ mod channel;
 pub mod crypto;
 pub mod envelope;
 mod events;
+pub mod fileclient;
 mod fleet_events;
 pub mod keys;
 mod link;

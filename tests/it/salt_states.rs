@@ -1,0 +1,149 @@
+//! `state.apply` from a real, unmodified `salt-master`: SLS files come from the
+//! master's `file_roots` over the request channel, render with the device's grains
+//! and the master's pillar, and the real `salt` CLI prints Drover's highstate
+//! returns. Skips loudly when Salt is not installed.
+
+use serde_json::{json, Value};
+
+use drover::run::Daemon;
+
+use crate::salt_master::*;
+use crate::support::*;
+
+const TOP: &str = "base:\n  'os:RestExampleOS':\n    - match: grain\n    - web\n";
+const MAP: &str = "{% set web = {'pkg': 'nginx', 'service': 'postgresql'} %}\n";
+const WEB: &str = r#"{% from 'web/map.jinja' import web with context %}
+include:
+  - web.extra
+
+{{ web.pkg }}:
+  pkg.installed:
+    - version: '{{ salt['pillar.get']('web:version', '0.1') }}'
+
+{{ web.service }}:
+  service.running:
+    - watch:
+      - pkg: {{ web.pkg }}
+"#;
+const EXTRA: &str = "hello-{{ grains['id'] }}:\n  test.succeed_without_changes:\n    - name: {{ pillar['web']['greeting'] }} from {{ grains['os'] }}\n";
+const BROKEN: &str = "nope:\n  test.fail_without_changes: []\nafter:\n  service.running:\n    - name: redbull\n    - watch:\n      - nope\n";
+
+fn changed(ret: &Value) -> usize {
+    ret.as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter(|v| v["changes"].as_object().is_some_and(|c| !c.is_empty()))
+        .count()
+}
+
+#[actix_rt::test]
+async fn state_apply_from_a_real_master() {
+    let Some((_one, tmp, master)) = salt_case("state_apply_from_a_real_master", "").await else {
+        return;
+    };
+    let srv = master.root.join("srv/salt");
+    for (path, text) in [
+        ("top.sls", TOP),
+        ("web/map.jinja", MAP),
+        ("web/init.sls", WEB),
+        ("web/extra.sls", EXTRA),
+        ("broken.sls", BROKEN),
+    ] {
+        let p = srv.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let pillar = master.root.join("srv/pillar");
+    std::fs::write(pillar.join("top.sls"), "base:\n  '*':\n    - web\n").unwrap();
+    std::fs::write(
+        pillar.join("web.sls"),
+        "web:\n  version: '1.2'\n  greeting: hi\n",
+    )
+    .unwrap();
+
+    let sim = sim_at(2, 31490);
+    let ids = ["rest-0001", "rest-0002"];
+    let cfg = master.drover_config(&tmp.path().join("drover-pki"), None);
+    let daemon = Daemon::start(&cfg, sim.inventory(), None)
+        .await
+        .expect("daemon");
+    master.ping_until_all(&ids, 90).await;
+
+    // test=True through the real CLI's highstate outputter: a summary, no change.
+    let (_, text) = master
+        .cli("salt", &["*", "state.apply", "test=True", "-t", "60"])
+        .await;
+    for id in ids {
+        assert!(text.contains(&format!("Summary for {id}")), "{text}");
+        assert_eq!(sim.sim.package_version(id, "nginx"), None, "{text}");
+        assert_eq!(
+            sim.sim.service_state(id, "postgresql").as_deref(),
+            Some("stopped")
+        );
+    }
+    assert!(text.contains("Function: pkg.installed"), "{text}");
+    assert!(
+        text.contains("The following packages would be installed/updated: nginx"),
+        "{text}"
+    );
+
+    let (v, text) = master.salt(&["*"], &["state.apply", "test=True"]).await;
+    for id in ids {
+        let pkg = &v[id]["pkg_|-nginx_|-nginx_|-installed"];
+        assert_eq!(pkg["result"], Value::Null, "{text}");
+        let hello =
+            &v[id][format!("test_|-hello-{id}_|-hi from RestExampleOS_|-succeed_without_changes")];
+        assert_eq!(hello["result"], json!(true), "{text}");
+    }
+
+    // For real: the pillar's version is installed and the watching service started.
+    let (v, text) = master.salt(&["*"], &["state.apply"]).await;
+    for id in ids {
+        assert_eq!(
+            v[id]["pkg_|-nginx_|-nginx_|-installed"]["changes"],
+            json!({"nginx": {"old": "", "new": "1.2"}}),
+            "{text}"
+        );
+        assert_eq!(
+            v[id]["service_|-postgresql_|-postgresql_|-running"]["changes"],
+            json!({"postgresql": true}),
+            "{text}"
+        );
+        assert_eq!(sim.sim.package_version(id, "nginx").as_deref(), Some("1.2"));
+        assert_eq!(
+            sim.sim.service_state(id, "postgresql").as_deref(),
+            Some("running")
+        );
+    }
+
+    // A second run has nothing to change.
+    let (v, text) = master.salt(&["*"], &["state.highstate"]).await;
+    for id in ids {
+        assert_eq!(v[id].as_object().map(|m| m.len()), Some(3), "{text}");
+        assert_eq!(changed(&v[id]), 0, "{text}");
+    }
+
+    // A failing state: the CLI reports a non-zero exit, the watcher does not run.
+    let (v, text) = master.salt(&["rest-0001"], &["state.sls", "broken"]).await;
+    assert_eq!(
+        v["rest-0001"]["test_|-nope_|-nope_|-fail_without_changes"]["result"],
+        json!(false),
+        "{text}"
+    );
+    let after = &v["rest-0001"]["service_|-after_|-redbull_|-running"];
+    assert_eq!(
+        after["comment"],
+        json!("One or more requisite failed: broken.nope"),
+        "{text}"
+    );
+    let (_, text) = master
+        .cli("salt", &["rest-0001", "state.sls", "broken", "-t", "30"])
+        .await;
+    assert!(text.contains("Failed:    2"), "{text}");
+    assert!(
+        text.contains("Minions returned with non-zero exit code"),
+        "{text}"
+    );
+
+    drop(daemon);
+}
