@@ -1,8 +1,12 @@
 //! Request channel to the master's ret port: requests are pipelined over a few DEALER
 //! sockets and replies (which may come back out of order) are matched to their request
-//! by nonce: the signed nonce of clear `_auth` replies, a trial HMAC with each pending
-//! request's session key for AES replies, and the signed inner nonce of `send_private`
-//! (`_pillar`) replies.
+//! by nonce. Each request carries its nonce as a routing frame, which the master's REP
+//! workers echo, so an AES reply is opened with its own request's key at once (before
+//! this, every reply was tried against every pending request's key: with hundreds of
+//! returns in flight that trial HMAC was most of the link's CPU per return). Replies
+//! without the frame fall back to the nonce checks: the signed nonce of clear `_auth`
+//! replies, a trial HMAC with each pending request's session key for AES replies, and
+//! the signed inner nonce of `send_private` (`_pillar`) replies.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +21,7 @@ use super::crypto::{self, Crypticle};
 use super::envelope::{as_bytes, as_text, get, unpack};
 use super::events;
 use super::keys::MinionKey;
+use super::transport::Tagged;
 use super::SaltError;
 
 /// How a pending request's reply is recognised and opened.
@@ -50,10 +55,10 @@ struct Entry {
 type Pending = Arc<Mutex<HashMap<String, Entry>>>;
 
 /// Per socket: the outbound receiver and inbound sender handed to the transport.
-pub type SocketEnds = (mpsc::Receiver<Vec<u8>>, mpsc::Sender<Vec<u8>>);
+pub type SocketEnds = (mpsc::Receiver<Tagged>, mpsc::Sender<Tagged>);
 
 struct Socket {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Tagged>,
     pending: Pending,
     permits: Arc<Semaphore>,
 }
@@ -139,7 +144,11 @@ impl ReqChannel {
         let (tx, rx) = oneshot::channel();
         lock(&sock.pending).insert(nonce.to_owned(), Entry { expect, tx });
         events::sent(kind);
-        if sock.tx.send(body).await.is_err() {
+        let req = Tagged {
+            tag: Some(nonce.as_bytes().to_vec()),
+            body,
+        };
+        if sock.tx.send(req).await.is_err() {
             lock(&sock.pending).remove(nonce);
             return Err(SaltError::Closed);
         }
@@ -163,11 +172,12 @@ fn reject(reason: &'static str) {
 }
 
 async fn reader(
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<Tagged>,
     pending: Pending,
     master_pub: Arc<std::sync::RwLock<Option<(PublicKey, String)>>>,
 ) {
-    while let Some(body) = rx.recv().await {
+    while let Some(Tagged { tag, body }) = rx.recv().await {
+        let hint = tag.and_then(|t| String::from_utf8(t).ok());
         let Ok(v) = unpack(&body) else {
             reject("garbage");
             continue;
@@ -184,7 +194,7 @@ async fn reader(
                     .await
                     .unwrap_or(false)
             }
-            Value::String(_) | Value::Binary(_) => match_aes(&pending, &body, &v),
+            Value::String(_) | Value::Binary(_) => match_aes(&pending, hint.as_deref(), &v),
             _ => false,
         };
         if !matched {
@@ -255,21 +265,24 @@ fn match_clear(pending: &Pending, env: Value) -> bool {
     }
 }
 
-fn match_aes(pending: &Pending, _body: &[u8], v: &Value) -> bool {
+/// Opens an AES reply: with the key of the request its routing frame names, or
+/// (no frame, or it does not open) by trying each pending request's key.
+fn match_aes(pending: &Pending, hint: Option<&str>, v: &Value) -> bool {
     let Some(data) = as_bytes(v) else {
         return false;
     };
     let mut p = lock(pending);
-    let mut hit = None;
-    for (nonce, e) in p.iter() {
-        if let Expect::Aes(c) = &e.expect {
-            if c.hmac_matches(data) {
-                if let Ok(payload) = c.loads(data, Some(nonce)) {
-                    hit = Some((nonce.clone(), payload));
-                    break;
-                }
-            }
-        }
+    let opens = |nonce: &String, e: &Entry| match &e.expect {
+        Expect::Aes(c) if c.hmac_matches(data) => c.loads(data, Some(nonce)).ok(),
+        _ => None,
+    };
+    let mut hit = hint
+        .and_then(|n| p.get_key_value(n))
+        .and_then(|(nonce, e)| Some((nonce.clone(), opens(nonce, e)?)));
+    if hit.is_none() {
+        hit = p
+            .iter()
+            .find_map(|(nonce, e)| Some((nonce.clone(), opens(nonce, e)?)));
     }
     let Some((nonce, payload)) = hit else {
         return false;
@@ -379,7 +392,13 @@ mod tests {
             .await;
         assert!(matches!(r, Err(SaltError::Timeout)), "{r:?}");
         assert_eq!(t0.elapsed(), Duration::from_secs(10));
-        assert_eq!(out_rx.recv().await.as_deref(), Some(&b"body"[..]));
+        let sent = out_rx.recv().await.expect("sent");
+        assert_eq!(sent.body, b"body");
+        assert_eq!(
+            sent.tag.as_deref(),
+            Some(&b"n1"[..]),
+            "the nonce routes the reply"
+        );
         assert!(lock(&chan.sockets[0].pending).is_empty());
         // Without its own bound, a request waits for the channel's.
         let t0 = tokio::time::Instant::now();
@@ -388,5 +407,72 @@ mod tests {
             .await;
         assert!(matches!(r, Err(SaltError::Timeout)), "{r:?}");
         assert_eq!(t0.elapsed(), Duration::from_secs(60));
+    }
+
+    /// A tagged AES reply opens with its own request's key; a reply without the tag
+    /// still finds its request by trying the keys; a reply under the wrong key is
+    /// refused whatever its tag says.
+    #[tokio::test]
+    async fn aes_replies_are_routed_by_their_tag() {
+        let master_pub = Arc::new(std::sync::RwLock::new(None));
+        let (chan, mut ends, _readers) = ReqChannel::new(1, Duration::from_secs(5), master_pub);
+        let (mut out_rx, in_tx) = ends.remove(0);
+        let chan = Arc::new(chan);
+        let keys: Vec<Crypticle> = (0..3)
+            .map(|_| Crypticle::from_key_string(crypto::generate_key_string().as_bytes()).unwrap())
+            .collect();
+        let mut waits = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let chan = chan.clone();
+            let k = k.clone();
+            waits.push(tokio::spawn(async move {
+                chan.request(vec![i as u8], &format!("n{i}"), Expect::Aes(k), "return")
+                    .await
+            }));
+        }
+        for _ in 0..3 {
+            out_rx.recv().await.expect("sent");
+        }
+        let reply = |k: &Crypticle, nonce: &str, v: &str| {
+            let payload = super::super::envelope::pack(&Value::from(v));
+            super::super::envelope::pack(&Value::Binary(k.dumps(&payload, Some(nonce))))
+        };
+        // n0 under the wrong key, tagged n0: refused, n0 still pending.
+        in_tx
+            .send(Tagged {
+                tag: Some(b"n0".to_vec()),
+                body: reply(&keys[1], "n0", "forged"),
+            })
+            .await
+            .unwrap();
+        in_tx
+            .send(Tagged {
+                tag: Some(b"n1".to_vec()),
+                body: reply(&keys[1], "n1", "one"),
+            })
+            .await
+            .unwrap();
+        in_tx
+            .send(Tagged {
+                tag: None,
+                body: reply(&keys[2], "n2", "two"),
+            })
+            .await
+            .unwrap();
+        in_tx
+            .send(Tagged {
+                tag: Some(b"n0".to_vec()),
+                body: reply(&keys[0], "n0", "zero"),
+            })
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        for w in waits {
+            match w.await.unwrap() {
+                Ok(Reply::Aes(v)) => got.push(v.as_str().unwrap_or_default().to_owned()),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, ["zero", "one", "two"]);
     }
 }
