@@ -1,12 +1,8 @@
 //! Request channel to the master's ret port: requests are pipelined over a few DEALER
 //! sockets and replies (which may come back out of order) are matched to their request
-//! by nonce. Each request carries its nonce as a routing frame, which the master's REP
-//! workers echo, so an AES reply is opened with its own request's key at once (before
-//! this, every reply was tried against every pending request's key: with hundreds of
-//! returns in flight that trial HMAC was most of the link's CPU per return). Replies
-//! without the frame fall back to the nonce checks: the signed nonce of clear `_auth`
-//! replies, a trial HMAC with each pending request's session key for AES replies, and
-//! the signed inner nonce of `send_private` (`_pillar`) replies.
+//! by nonce: the signed nonce of clear `_auth` replies, a trial HMAC with each pending
+//! request's session key for AES replies, and the signed inner nonce of `send_private`
+//! (`_pillar`) replies.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +17,6 @@ use super::crypto::{self, Crypticle};
 use super::envelope::{as_bytes, as_text, get, unpack};
 use super::events;
 use super::keys::MinionKey;
-use super::transport::Tagged;
 use super::SaltError;
 
 /// How a pending request's reply is recognised and opened.
@@ -55,10 +50,10 @@ struct Entry {
 type Pending = Arc<Mutex<HashMap<String, Entry>>>;
 
 /// Per socket: the outbound receiver and inbound sender handed to the transport.
-pub type SocketEnds = (mpsc::Receiver<Tagged>, mpsc::Sender<Tagged>);
+pub type SocketEnds = (mpsc::Receiver<Vec<u8>>, mpsc::Sender<Vec<u8>>);
 
 struct Socket {
-    tx: mpsc::Sender<Tagged>,
+    tx: mpsc::Sender<Vec<u8>>,
     pending: Pending,
     permits: Arc<Semaphore>,
 }
@@ -144,11 +139,7 @@ impl ReqChannel {
         let (tx, rx) = oneshot::channel();
         lock(&sock.pending).insert(nonce.to_owned(), Entry { expect, tx });
         events::sent(kind);
-        let req = Tagged {
-            tag: Some(nonce.as_bytes().to_vec()),
-            body,
-        };
-        if sock.tx.send(req).await.is_err() {
+        if sock.tx.send(body).await.is_err() {
             lock(&sock.pending).remove(nonce);
             return Err(SaltError::Closed);
         }
@@ -172,12 +163,11 @@ fn reject(reason: &'static str) {
 }
 
 async fn reader(
-    mut rx: mpsc::Receiver<Tagged>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
     pending: Pending,
     master_pub: Arc<std::sync::RwLock<Option<(PublicKey, String)>>>,
 ) {
-    while let Some(Tagged { tag, body }) = rx.recv().await {
-        let hint = tag.and_then(|t| String::from_utf8(t).ok());
+    while let Some(body) = rx.recv().await {
         let Ok(v) = unpack(&body) else {
             reject("garbage");
             continue;
@@ -194,7 +184,7 @@ async fn reader(
                     .await
                     .unwrap_or(false)
             }
-            Value::String(_) | Value::Binary(_) => match_aes(&pending, hint.as_deref(), &v),
+            Value::String(_) | Value::Binary(_) => match_aes(&pending, &body, &v),
             _ => false,
         };
         if !matched {
@@ -265,24 +255,21 @@ fn match_clear(pending: &Pending, env: Value) -> bool {
     }
 }
 
-/// Opens an AES reply: with the key of the request its routing frame names, or
-/// (no frame, or it does not open) by trying each pending request's key.
-fn match_aes(pending: &Pending, hint: Option<&str>, v: &Value) -> bool {
+fn match_aes(pending: &Pending, _body: &[u8], v: &Value) -> bool {
     let Some(data) = as_bytes(v) else {
         return false;
     };
     let mut p = lock(pending);
-    let opens = |nonce: &String, e: &Entry| match &e.expect {
-        Expect::Aes(c) if c.hmac_matches(data) => c.loads(data, Some(nonce)).ok(),
-        _ => None,
-    };
-    let mut hit = hint
-        .and_then(|n| p.get_key_value(n))
-        .and_then(|(nonce, e)| Some((nonce.clone(), opens(nonce, e)?)));
-    if hit.is_none() {
-        hit = p
-            .iter()
-            .find_map(|(nonce, e)| Some((nonce.clone(), opens(nonce, e)?)));
+    let mut hit = None;
+    for (nonce, e) in p.iter() {
+        if let Expect::Aes(c) = &e.expect {
+            if c.hmac_matches(data) {
+                if let Ok(payload) = c.loads(data, Some(nonce)) {
+                    hit = Some((nonce.clone(), payload));
+                    break;
+                }
+            }
+        }
     }
     let Some((nonce, payload)) = hit else {
         return false;
@@ -392,13 +379,7 @@ mod tests {
             .await;
         assert!(matches!(r, Err(SaltError::Timeout)), "{r:?}");
         assert_eq!(t0.elapsed(), Duration::from_secs(10));
-        let sent = out_rx.recv().await.expect("sent");
-        assert_eq!(sent.body, b"body");
-        assert_eq!(
-            sent.tag.as_deref(),
-            Some(&b"n1"[..]),
-            "the nonce routes the reply"
-        );
+        assert_eq!(out_rx.recv().await.as_deref(), Some(&b"body"[..]));
         assert!(lock(&chan.sockets[0].pending).is_empty());
         // Without its own bound, a request waits for the channel's.
         let t0 = tokio::time::Instant::now();
@@ -407,72 +388,5 @@ mod tests {
             .await;
         assert!(matches!(r, Err(SaltError::Timeout)), "{r:?}");
         assert_eq!(t0.elapsed(), Duration::from_secs(60));
-    }
-
-    /// A tagged AES reply opens with its own request's key; a reply without the tag
-    /// still finds its request by trying the keys; a reply under the wrong key is
-    /// refused whatever its tag says.
-    #[tokio::test]
-    async fn aes_replies_are_routed_by_their_tag() {
-        let master_pub = Arc::new(std::sync::RwLock::new(None));
-        let (chan, mut ends, _readers) = ReqChannel::new(1, Duration::from_secs(5), master_pub);
-        let (mut out_rx, in_tx) = ends.remove(0);
-        let chan = Arc::new(chan);
-        let keys: Vec<Crypticle> = (0..3)
-            .map(|_| Crypticle::from_key_string(crypto::generate_key_string().as_bytes()).unwrap())
-            .collect();
-        let mut waits = Vec::new();
-        for (i, k) in keys.iter().enumerate() {
-            let chan = chan.clone();
-            let k = k.clone();
-            waits.push(tokio::spawn(async move {
-                chan.request(vec![i as u8], &format!("n{i}"), Expect::Aes(k), "return")
-                    .await
-            }));
-        }
-        for _ in 0..3 {
-            out_rx.recv().await.expect("sent");
-        }
-        let reply = |k: &Crypticle, nonce: &str, v: &str| {
-            let payload = super::super::envelope::pack(&Value::from(v));
-            super::super::envelope::pack(&Value::Binary(k.dumps(&payload, Some(nonce))))
-        };
-        // n0 under the wrong key, tagged n0: refused, n0 still pending.
-        in_tx
-            .send(Tagged {
-                tag: Some(b"n0".to_vec()),
-                body: reply(&keys[1], "n0", "forged"),
-            })
-            .await
-            .unwrap();
-        in_tx
-            .send(Tagged {
-                tag: Some(b"n1".to_vec()),
-                body: reply(&keys[1], "n1", "one"),
-            })
-            .await
-            .unwrap();
-        in_tx
-            .send(Tagged {
-                tag: None,
-                body: reply(&keys[2], "n2", "two"),
-            })
-            .await
-            .unwrap();
-        in_tx
-            .send(Tagged {
-                tag: Some(b"n0".to_vec()),
-                body: reply(&keys[0], "n0", "zero"),
-            })
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        for w in waits {
-            match w.await.unwrap() {
-                Ok(Reply::Aes(v)) => got.push(v.as_str().unwrap_or_default().to_owned()),
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(got, ["zero", "one", "two"]);
     }
 }

@@ -54,15 +54,7 @@ impl Drop for Worker {
     }
 }
 
-/// One request or reply on a request socket: the body and its routing tag. A tag
-/// goes out as the frame before the empty delimiter; the master's REP workers echo
-/// that envelope on the reply, so a reply names its request without any trial
-/// decryption. A reply without one (another transport) has `None`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tagged {
-    pub tag: Option<Vec<u8>>,
-    pub body: Vec<u8>,
-}
+/// The swappable socket layer.
 pub trait Transport: Send + Sync + 'static {
     /// Subscribes to everything on `endpoint` and forwards messages to `events`.
     fn subscribe(
@@ -70,14 +62,13 @@ pub trait Transport: Send + Sync + 'static {
         endpoint: String,
         events: mpsc::Sender<SubEvent>,
     ) -> Result<Worker, TransportError>;
-    /// A request socket: requests from `outbound` go out as `[tag, b"", body]`;
-    /// replies go to `inbound` with the tag they came back with (possibly out of
-    /// order).
+    /// A request socket: bodies from `outbound` go out as `[b"", body]`; reply bodies go
+    /// to `inbound` (possibly out of order).
     fn dealer(
         &self,
         endpoint: String,
-        outbound: mpsc::Receiver<Tagged>,
-        inbound: mpsc::Sender<Tagged>,
+        outbound: mpsc::Receiver<Vec<u8>>,
+        inbound: mpsc::Sender<Vec<u8>>,
     ) -> Result<Worker, TransportError>;
 }
 
@@ -198,8 +189,8 @@ impl Transport for ZmqTransport {
     fn dealer(
         &self,
         endpoint: String,
-        outbound: mpsc::Receiver<Tagged>,
-        inbound: mpsc::Sender<Tagged>,
+        outbound: mpsc::Receiver<Vec<u8>>,
+        inbound: mpsc::Sender<Vec<u8>>,
     ) -> Result<Worker, TransportError> {
         let sock = self.ctx.socket(zmq::DEALER)?;
         common_options(&sock, 5_000, self.max_message)?;
@@ -261,12 +252,12 @@ fn sub_loop(
 
 fn dealer_loop(
     sock: &zmq::Socket,
-    mut outbound: mpsc::Receiver<Tagged>,
-    inbound: &mpsc::Sender<Tagged>,
+    mut outbound: mpsc::Receiver<Vec<u8>>,
+    inbound: &mpsc::Sender<Vec<u8>>,
     stop: &AtomicBool,
     max: usize,
 ) {
-    let mut backlog: std::collections::VecDeque<Tagged> = std::collections::VecDeque::new();
+    let mut backlog: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
     let mut closed = false;
     while !stop.load(Ordering::SeqCst) {
         // Outgoing: drain the channel into libzmq without blocking.
@@ -281,14 +272,8 @@ fn dealer_loop(
                     }
                 }
             }
-            let Some(req) = backlog.front() else { break };
-            let sent = match &req.tag {
-                Some(tag) => {
-                    sock.send_multipart([&tag[..], &b""[..], &req.body[..]], zmq::DONTWAIT)
-                }
-                None => sock.send_multipart([&b""[..], &req.body[..]], zmq::DONTWAIT),
-            };
-            match sent {
+            let Some(body) = backlog.front() else { break };
+            match sock.send_multipart([&b""[..], &body[..]], zmq::DONTWAIT) {
                 Ok(()) => {
                     backlog.pop_front();
                 }
@@ -310,12 +295,7 @@ fn dealer_loop(
                         continue;
                     }
                     let Some(body) = frames.pop() else { continue };
-                    // `[tag, "", body]` when the envelope came back, `["", body]` without.
-                    let tag = match frames.as_slice() {
-                        [tag, empty] if empty.is_empty() && !tag.is_empty() => Some(tag.clone()),
-                        _ => None,
-                    };
-                    if inbound.blocking_send(Tagged { tag, body }).is_err() {
+                    if inbound.blocking_send(body).is_err() {
                         return;
                     }
                 }
