@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod job;
 pub mod master;
 pub mod pillar;
+pub mod poll;
 pub mod pyrepr;
 pub mod run;
 pub mod secrets;

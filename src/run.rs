@@ -26,6 +26,8 @@ pub enum RunError {
     Http(#[from] HttpError),
     #[error("Salt master link: {0}")]
     Salt(#[from] crate::master::salt::SaltError),
+    #[error(transparent)]
+    Poll(#[from] crate::poll::ModuleError),
 }
 
 impl RunError {
@@ -39,6 +41,7 @@ impl RunError {
                 HttpError::Token(_) | HttpError::EmptyToken(_) | HttpError::NoTokenOffLoopback(_),
             ) => 64,
             RunError::Http(HttpError::Bind { .. }) => 69,
+            RunError::Poll(_) => 64,
             RunError::Fleet(_) => 70,
             RunError::Salt(e) => e.exit_code(),
         }
@@ -51,6 +54,8 @@ pub struct Daemon {
     pub master: LocalMaster,
     pub http_addr: SocketAddr,
     server: http::Server,
+    /// The background poller (stopped before the fleet).
+    pub poll: crate::poll::PollHandle,
     grace: Duration,
     /// The Salt link, when `master.kind = "salt"`; stopped after the fleet so due
     /// returns still reach the master.
@@ -93,14 +98,22 @@ impl Daemon {
             }
             MasterKind::Local => None,
         };
+        let poll = crate::poll::start(&cfg.poll, &fleet)?;
         let master = LocalMaster::new(fleet.clone(), cfg.fleet.job_history, source);
-        let server = http::serve(cfg.http.listen, cfg.http.workers, token, master.clone())?;
+        let server = http::serve(
+            cfg.http.listen,
+            cfg.http.workers,
+            token,
+            master.clone(),
+            Some(poll.clone()),
+        )?;
         info!(devices, http = %server.addr, "Drover started.");
         Ok(Daemon {
             fleet,
             master,
             http_addr: server.addr,
             server,
+            poll,
             grace: cfg.fleet.shutdown_grace,
             salt,
             hangup,
@@ -111,6 +124,7 @@ impl Daemon {
     /// returns after the grace period), their returns are delivered, then the HTTP
     /// server closes and the fleet's threads stop.
     pub async fn stop(self) {
+        self.poll.stop();
         stop_parts(&self.fleet, &self.server.handle, self.grace, self.salt).await;
     }
 
@@ -124,6 +138,7 @@ impl Daemon {
             grace,
             mut hangup,
             salt,
+            poll,
             ..
         } = self;
         let http::Server {
@@ -147,6 +162,7 @@ impl Daemon {
                 }
             }
         }
+        poll.stop();
         stop_parts(&fleet, &handle, grace, salt).await;
     }
 }

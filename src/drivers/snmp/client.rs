@@ -22,8 +22,9 @@ type Result<T> = std::result::Result<T, SnmpError>;
 
 /// Hard cap on rows returned by one walk, whatever the agent does.
 pub const MAX_WALK_ROWS: usize = 100_000;
-/// max-repetitions used by bulkwalk (Net-SNMP's snmpbulkwalk default).
-const BULKWALK_REPETITIONS: u32 = 10;
+/// Varbinds asked for in one GETBULK of a multi-column walk (columns times
+/// max-repetitions): about what fits a 64 KiB reply without `tooBig`.
+const MAX_BULK_VARBINDS: u32 = 500;
 /// msgMaxSize we advertise (largest UDP payload over IPv4).
 const MAX_MESSAGE_SIZE: i32 = 65_507;
 /// Report-driven resynchronisations per request before giving up.
@@ -139,8 +140,14 @@ impl SnmpClient {
         self.finish_walk(root, rows).await
     }
 
-    /// Walk `root` with GETBULK (falls back to GETNEXT for SNMPv1).
+    /// Walk `root` with GETBULK of snmp_exporter's default size (GETNEXT for SNMPv1).
     pub async fn bulkwalk(&self, root: &Oid) -> Result<Vec<VarBind>> {
+        self.bulkwalk_with(root, super::config::DEFAULT_MAX_REPETITIONS)
+            .await
+    }
+
+    /// Walk `root` with GETBULK of `max_repetitions` (GETNEXT for SNMPv1).
+    pub async fn bulkwalk_with(&self, root: &Oid, max_repetitions: u32) -> Result<Vec<VarBind>> {
         if self.inner.target.version == SnmpVersion::V1 {
             return self.walk(root).await;
         }
@@ -148,7 +155,7 @@ impl SnmpClient {
         let mut current = root.clone();
         'outer: while rows.len() < MAX_WALK_ROWS {
             let vbs = self
-                .get_bulk(std::slice::from_ref(&current), 0, BULKWALK_REPETITIONS)
+                .get_bulk(std::slice::from_ref(&current), 0, max_repetitions.max(1))
                 .await?;
             if vbs.is_empty() {
                 break;
@@ -167,6 +174,84 @@ impl SnmpClient {
             }
         }
         self.finish_walk(root, rows).await
+    }
+
+    /// Walks several columns side by side, each GETBULK carrying every unfinished
+    /// column (as many as fit [`MAX_BULK_VARBINDS`]), and answers the
+    /// `non_repeaters` (GETNEXT of each, e.g. `sysUpTime` for `sysUpTime.0`) in the
+    /// first request. SNMPv1 walks each column with GETNEXT instead.
+    pub async fn walk_columns(
+        &self,
+        non_repeaters: &[Oid],
+        columns: &[Oid],
+        max_repetitions: u32,
+    ) -> Result<ColumnWalk> {
+        let mut out = ColumnWalk {
+            scalars: Vec::new(),
+            columns: vec![Vec::new(); columns.len()],
+            requests: 0,
+        };
+        if self.inner.target.version == SnmpVersion::V1 {
+            if !non_repeaters.is_empty() {
+                out.scalars = self.get_next(non_repeaters).await?;
+                out.requests += 1;
+            }
+            for (i, c) in columns.iter().enumerate() {
+                out.columns[i] = self.walk(c).await?;
+                out.requests += out.columns[i].len() + 1;
+            }
+            return Ok(out);
+        }
+        let reps = max_repetitions.clamp(1, MAX_BULK_VARBINDS);
+        let per_request = (MAX_BULK_VARBINDS / reps).max(1) as usize;
+        // (column, where it has got to); a column leaves when it ends.
+        let mut active: Vec<(usize, Oid)> = columns.iter().cloned().enumerate().collect();
+        let mut scalars = non_repeaters.to_vec();
+        let mut rows = 0usize;
+        while !active.is_empty() && rows < MAX_WALK_ROWS {
+            let batch: Vec<(usize, Oid)> = active.iter().take(per_request).cloned().collect();
+            let nr = scalars.len();
+            let mut ask = std::mem::take(&mut scalars);
+            ask.extend(batch.iter().map(|(_, o)| o.clone()));
+            let vbs = self.get_bulk(&ask, nr as u32, reps).await?;
+            out.requests += 1;
+            let mut vbs = vbs.into_iter();
+            out.scalars.extend(vbs.by_ref().take(nr));
+            let rest: Vec<VarBind> = vbs.collect();
+            if rest.is_empty() {
+                // An agent that answers nothing for live columns would loop us.
+                break;
+            }
+            let mut ended = vec![false; batch.len()];
+            let mut current: Vec<Oid> = batch.iter().map(|(_, o)| o.clone()).collect();
+            // Repetitions come interleaved: row r holds one varbind per column.
+            for (n, vb) in rest.into_iter().enumerate() {
+                let slot = n % batch.len();
+                if ended[slot] {
+                    continue;
+                }
+                let (col, _) = &batch[slot];
+                match self.walk_step(&columns[*col], &current[slot], vb) {
+                    Some(vb) => {
+                        current[slot] = vb.oid.clone();
+                        out.columns[*col].push(vb);
+                        rows += 1;
+                    }
+                    None => ended[slot] = true,
+                }
+            }
+            for (slot, (col, _)) in batch.iter().enumerate() {
+                let pos = active.iter().position(|(c, _)| c == col);
+                if let Some(pos) = pos {
+                    if ended[slot] {
+                        active.remove(pos);
+                    } else {
+                        active[pos].1 = current[slot].clone();
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Apply the walk stop rules to one returned varbind: None ends the walk.
@@ -438,6 +523,22 @@ impl SnmpClient {
             }
         }
         Err(last)
+    }
+}
+
+/// What [`SnmpClient::walk_columns`] found: the non-repeaters' answers in order,
+/// each column's rows in order, and how many requests it took.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnWalk {
+    pub scalars: Vec<VarBind>,
+    pub columns: Vec<Vec<VarBind>>,
+    pub requests: usize,
+}
+
+impl ColumnWalk {
+    /// Varbinds returned, as snmp_exporter's `snmp_scrape_pdus_returned` counts them.
+    pub fn varbinds(&self) -> usize {
+        self.scalars.len() + self.columns.iter().map(Vec::len).sum::<usize>()
     }
 }
 

@@ -40,8 +40,8 @@ mod value;
 
 use std::fmt;
 
-pub use client::SnmpClient;
-pub use config::SnmpConfig;
+pub use client::{ColumnWalk, SnmpClient};
+pub use config::{SnmpConfig, DEFAULT_MAX_REPETITIONS};
 pub use error::SnmpError;
 pub use mib::oid_name;
 pub use pdu::{
