@@ -7,6 +7,7 @@ mod config_files;
 mod fleet;
 mod functions;
 mod fuzz;
+mod health;
 mod limits;
 mod netconf;
 mod netconf_sim;

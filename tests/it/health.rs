@@ -1,0 +1,318 @@
+//! Device health end to end: `drover run` polls real Net-SNMP agents (v2c and v3
+//! authPriv) in the background, and a real Prometheus finds them through `/sd` and
+//! scrapes `/snmp` with snmp_exporter's usual relabelling.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::prometheus::{free_port, which, Killed};
+use crate::snmpd::{ensure_netsnmp, Agent, USERS};
+use crate::support::within;
+
+fn device(id: &str, agent: &Agent, v3: bool) -> String {
+    let mut s = format!(
+        "[[device]]\nid = \"{id}\"\nproxytype = \"snmp\"\nhost = \"127.0.0.1\"\nport = {}\ntimeout = \"500ms\"\nretries = 0\ngrains = {{ site = \"lab\" }}\n",
+        agent.addr().port()
+    );
+    if v3 {
+        let (u, _, ap, _, pp, a, x) = &USERS[0];
+        s.push_str(&format!(
+            "version = \"3\"\nuser = \"{u}\"\nauth_protocol = \"{a}\"\nauth_password = \"{ap}\"\npriv_protocol = \"{x}\"\npriv_password = \"{pp}\"\n"
+        ));
+    }
+    s
+}
+
+/// Prometheus's instant query answer: (labels, value) per series.
+async fn query(client: &reqwest::Client, port: u16, q: &str) -> Vec<(Value, String)> {
+    let url = url::Url::parse_with_params(
+        &format!("http://127.0.0.1:{port}/api/v1/query"),
+        &[("query", q)],
+    )
+    .expect("url");
+    let Ok(r) = client.get(url).send().await else {
+        return Vec::new();
+    };
+    let v: Value = r.json().await.unwrap_or_default();
+    v["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            let value = s["value"][1].as_str().unwrap_or_default().to_owned();
+            (s["metric"].clone(), value)
+        })
+        .collect()
+}
+
+/// Asks Prometheus until `pred` accepts the answer (Prometheus offers no event to
+/// await), bounded by `within`.
+async fn until(
+    client: &reqwest::Client,
+    port: u16,
+    q: &str,
+    what: &str,
+    pred: impl Fn(&[(Value, String)]) -> bool,
+) -> Vec<(Value, String)> {
+    within(60, what, async {
+        loop {
+            let r = query(client, port, q).await;
+            if pred(&r) {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await
+}
+
+fn counter(agent: &Agent, oid: &str) -> u64 {
+    let out = agent.netsnmp("snmpget", &["-v2c", "-c", "public", "-Oqv"], &[oid]);
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("snmpget {oid}: {out:?}"))
+}
+
+#[actix_rt::test]
+async fn prometheus_scrapes_polled_snmp_agents_through_sd() {
+    let Ok(prometheus) = which("prometheus") else {
+        eprintln!(
+            "SKIPPED: no `prometheus` binary (Debian package prometheus); .ci/run installs it"
+        );
+        return;
+    };
+    if !ensure_netsnmp() {
+        eprintln!("SKIPPED: snmpd/snmp cannot be installed on this machine");
+        return;
+    }
+    let v2 = Agent::start();
+    let v3 = Agent::start();
+    let mut gone = Agent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.toml");
+    let mut inventory = device("h-v2c", &v2, false) + &device("h-v3", &v3, true);
+    inventory += &device("h-gone", &gone, false);
+    std::fs::write(&inv, &inventory).unwrap();
+    let http = free_port();
+    std::fs::write(
+        dir.path().join("drover.toml"),
+        format!(
+            "inventory = [\"inv.toml\"]\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+             [fleet]\nhealth_interval = \"500ms\"\nmax_consecutive_failures = 2\n\
+             [fleet.backoff]\ninitial = \"200ms\"\nmax = \"1s\"\n\
+             [poll]\ninterval = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["run", "--config"])
+        .arg(dir.path().join("drover.toml"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let drover = Killed(child);
+    let mut wait_for = move |needle: &'static str| {
+        for line in lines.by_ref() {
+            let line = line.unwrap_or_default();
+            if line.contains(needle) {
+                return;
+            }
+        }
+        panic!("drover exited before logging {needle:?}");
+    };
+    wait_for("Drover started");
+    let base = format!("http://127.0.0.1:{http}");
+
+    let prom_port = free_port();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: snmp\n    metrics_path: /snmp\n\
+             \x20   http_sd_configs:\n      - url: {base}/sd\n        refresh_interval: 1s\n\
+             \x20   relabel_configs:\n\
+             \x20     - source_labels: [__address__]\n        target_label: __param_target\n\
+             \x20     - source_labels: [__param_target]\n        target_label: instance\n\
+             \x20     - target_label: __address__\n        replacement: 127.0.0.1:{http}\n"
+        ),
+    )
+    .unwrap();
+    let _prom = Killed(
+        Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let client = reqwest::Client::new();
+
+    // Both agents' lo, through http_sd, /snmp and the usual relabelling.
+    let lo = until(
+        &client,
+        prom_port,
+        "ifHCInOctets{ifName=\"lo\"}",
+        "ifHCInOctets of lo from the v2c and the v3 agent",
+        |r| {
+            let has = |i: &str| r.iter().any(|(m, _)| m["instance"] == i);
+            has("h-v2c") && has("h-v3")
+        },
+    )
+    .await;
+    for (m, _) in &lo {
+        assert_eq!(m["job"], "snmp");
+        assert_eq!(m["driver"], "snmp");
+        assert_eq!(m["site"], "lab");
+        assert_eq!(m["ifDescr"], "lo");
+    }
+    let if_index = lo[0].0["ifIndex"].as_str().unwrap().to_owned();
+    let oid = format!("1.3.6.1.2.1.31.1.1.1.6.{if_index}");
+
+    // Within one poll: a value polled after `before` was read lies between it and
+    // what snmpget says afterwards.
+    let before = counter(&v2, &oid);
+    let asked = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let polled = until(
+        &client,
+        prom_port,
+        "drover_poll_timestamp_seconds{instance=\"h-v2c\",module=\"if_mib\"}",
+        "a poll after the first snmpget",
+        |r| {
+            r.first()
+                .and_then(|(_, v)| v.parse::<f64>().ok())
+                .is_some_and(|t| t > asked + 1.0)
+        },
+    )
+    .await;
+    assert!(!polled.is_empty());
+    let scraped = until(
+        &client,
+        prom_port,
+        &format!("ifHCInOctets{{instance=\"h-v2c\",ifIndex=\"{if_index}\"}} and on() (drover_poll_timestamp_seconds{{instance=\"h-v2c\",module=\"if_mib\"}} > {asked} + 1)"),
+        "the scraped counter of the new poll",
+        |r| !r.is_empty(),
+    )
+    .await;
+    let after = counter(&v2, &oid);
+    let value: u64 = scraped[0].1.parse().expect("integer counter");
+    assert!(
+        before <= value && value <= after,
+        "{before} <= {value} <= {after}"
+    );
+
+    // v3 authPriv answers the system module too.
+    let up = until(
+        &client,
+        prom_port,
+        "sysUpTime{instance=\"h-v3\"}",
+        "sysUpTime over SNMPv3",
+        |r| !r.is_empty(),
+    )
+    .await;
+    assert!(up[0].1.parse::<u64>().unwrap() > 0);
+
+    // A stopped agent: its scrape fails at once (503, up = 0), no hang, and its
+    // series go stale.
+    gone.stop();
+    let r = within(30, "h-gone stale", async {
+        loop {
+            let r = tokio::time::timeout(
+                Duration::from_secs(2),
+                client
+                    .get(format!("{base}/snmp?target=h-gone&module=if_mib"))
+                    .send(),
+            )
+            .await
+            .expect("a scrape of a dead agent answers at once")
+            .unwrap();
+            if r.status() == 503 {
+                return r.text().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(r.contains("h-gone"), "{r}");
+    until(
+        &client,
+        prom_port,
+        "up{instance=\"h-gone\"} == 0",
+        "up = 0",
+        |r| !r.is_empty(),
+    )
+    .await;
+    until(
+        &client,
+        prom_port,
+        "ifHCInOctets{instance=\"h-gone\"}",
+        "h-gone series stale",
+        |r| r.is_empty(),
+    )
+    .await;
+    let stale = client
+        .get(format!("{base}/snmp?target=h-gone&module=if_mib&stale=ok"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        stale.contains("drover_poll_stale{module=\"if_mib\"} 1"),
+        "{stale}"
+    );
+
+    // A device added on SIGHUP shows in /sd, then in Prometheus.
+    std::fs::write(&inv, inventory + &device("h-new", &v2, false)).unwrap();
+    let pid = drover.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    within(20, "h-new in /sd", async {
+        loop {
+            let sd: Value = client
+                .get(format!("{base}/sd"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if sd
+                .as_array()
+                .is_some_and(|a| a.iter().any(|g| g["targets"][0] == "h-new"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    until(
+        &client,
+        prom_port,
+        "up{instance=\"h-new\"} == 1",
+        "h-new scraped",
+        |r| !r.is_empty(),
+    )
+    .await;
+}
