@@ -28,6 +28,8 @@ pub enum RunError {
     Salt(#[from] crate::master::salt::SaltError),
     #[error(transparent)]
     Poll(#[from] crate::poll::ModuleError),
+    #[error(transparent)]
+    Traps(#[from] crate::poll::traps::TrapError),
 }
 
 impl RunError {
@@ -42,6 +44,7 @@ impl RunError {
             ) => 64,
             RunError::Http(HttpError::Bind { .. }) => 69,
             RunError::Poll(_) => 64,
+            RunError::Traps(_) => 69,
             RunError::Fleet(_) => 70,
             RunError::Salt(e) => e.exit_code(),
         }
@@ -56,6 +59,8 @@ pub struct Daemon {
     server: http::Server,
     /// The background poller (stopped before the fleet).
     pub poll: crate::poll::PollHandle,
+    /// The trap listener, when `traps.enabled`.
+    pub traps: Option<crate::poll::traps::TrapListener>,
     grace: Duration,
     /// The Salt link, when `master.kind = "salt"`; stopped after the fleet so due
     /// returns still reach the master.
@@ -99,6 +104,15 @@ impl Daemon {
             MasterKind::Local => None,
         };
         let poll = crate::poll::start(&cfg.poll, &fleet)?;
+        let traps = if cfg.traps.enabled {
+            Some(crate::poll::traps::start(
+                &cfg.traps,
+                fleet.registry.clone(),
+                poll.cache.clone(),
+            )?)
+        } else {
+            None
+        };
         let master = LocalMaster::new(fleet.clone(), cfg.fleet.job_history, source);
         let server = http::serve(
             cfg.http.listen,
@@ -114,6 +128,7 @@ impl Daemon {
             http_addr: server.addr,
             server,
             poll,
+            traps,
             grace: cfg.fleet.shutdown_grace,
             salt,
             hangup,
@@ -125,6 +140,9 @@ impl Daemon {
     /// server closes and the fleet's threads stop.
     pub async fn stop(self) {
         self.poll.stop();
+        if let Some(t) = &self.traps {
+            t.stop();
+        }
         stop_parts(&self.fleet, &self.server.handle, self.grace, self.salt).await;
     }
 
@@ -139,6 +157,7 @@ impl Daemon {
             mut hangup,
             salt,
             poll,
+            traps,
             ..
         } = self;
         let http::Server {
@@ -163,6 +182,7 @@ impl Daemon {
             }
         }
         poll.stop();
+        drop(traps);
         stop_parts(&fleet, &handle, grace, salt).await;
     }
 }

@@ -213,6 +213,7 @@ pub const FUNCTIONS: &[Spec] = &[
     row("snmp.get_next", SNMP, "GETNEXT one or more OIDs.\n\nCLI Example:\n\n    salt '*' snmp.get_next sysDescr\n", VARARGS),
     row("snmp.interfaces", SNMP, "The ifTable joined with the ifXTable, one dict per interface.\n\nCLI Example:\n\n    salt '*' snmp.interfaces\n", none()),
     row("snmp.set", SNMP, "SET values given as OID TYPE VALUE triples.\n\nCLI Example:\n\n    salt '*' snmp.set sysContact.0 s noc@example.net\n", VARARGS),
+    row("snmp.traps", SNMP, "The device's most recent SNMP traps and informs (oldest first), as the trap listener received them.\n\nCLI Example:\n\n    salt '*' snmp.traps\n", none()),
     row("snmp.walk", SNMP, "Walk a subtree with GETNEXT.\n\nCLI Example:\n\n    salt '*' snmp.walk ifDescr\n", args(&["oid"])),
     row("sys.argspec", None, "The signatures of functions, by name, module or glob, as Python's inspect describes them.\n\nCLI Example:\n\n    salt '*' sys.argspec test.arg\n    salt '*' sys.argspec 'pkg.*'\n", with_defaults(&["module"], &["\"\""])),
     row("sys.doc", None, "The docstrings of functions, by name, module or glob; all of them without arguments.\n\nCLI Example:\n\n    salt '*' sys.doc test.ping\n    salt '*' sys.doc sys\n", VARARGS),

@@ -1,7 +1,8 @@
-//! Background polling of device health: per device and module a jittered schedule,
-//! run through the fleet's admission (a poll takes only a free in-flight permit, so
-//! jobs never queue behind it), into a cache that `/snmp` answers from in the
-//! snmp_exporter text format, and `/sd` for Prometheus's http_sd.
+//! Device health: background polling (per device and module a jittered schedule,
+//! run through the fleet's admission: a poll takes only a free in-flight permit, so
+//! jobs never queue behind it) into a cache that `/snmp` answers from in the
+//! snmp_exporter text format, `/sd` for Prometheus's http_sd, and the SNMP trap
+//! listener.
 
 pub mod builtin;
 pub mod cache;
@@ -11,6 +12,7 @@ pub mod scheduler;
 pub mod scrape;
 pub mod sd;
 mod snmp;
+pub mod traps;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -132,6 +134,7 @@ async fn run(shared: Arc<Shared>, shortest: Duration, cancel: CancellationToken)
             if let Ok(mut d) = shared.drivers.lock() {
                 d.retain(|id, _| reg.get(id).is_some());
             }
+            reg.events().forget_recent(|id| reg.get(id).is_some());
         }
     }
     debug!("Poller stopped.");

@@ -20,4 +20,5 @@ mod secrets;
 mod snmp_fleet;
 mod snmpd;
 mod support;
+mod traps;
 mod zmtp_proxy;

@@ -177,7 +177,7 @@ impl SnmpClient {
     }
 
     /// Walks several columns side by side, each GETBULK carrying every unfinished
-    /// column (as many as fit [`MAX_BULK_VARBINDS`]), and answers the
+    /// column (up to 500 varbinds a request), and answers the
     /// `non_repeaters` (GETNEXT of each, e.g. `sysUpTime` for `sysUpTime.0`) in the
     /// first request. SNMPv1 walks each column with GETNEXT instead.
     pub async fn walk_columns(

@@ -35,6 +35,7 @@ mod error;
 mod mib;
 mod pdu;
 mod transport;
+pub mod trap;
 pub mod usm;
 mod value;
 
