@@ -7,6 +7,7 @@
 pub mod builtin;
 pub mod cache;
 pub mod module;
+mod ovs;
 pub mod render;
 pub mod scheduler;
 pub mod scrape;
@@ -274,7 +275,21 @@ async fn poll_module(shared: &Shared, w: &Work, driver: &Driver) -> Result<Sampl
             Ok(sample)
         }
         Source::Ping => Ok(rest_health(driver).await),
-        Source::OvsReplica => Err("ovs_interfaces is not polled yet".into()),
+        Source::OvsReplica => {
+            let started = Instant::now();
+            let dev = driver.ovs().map_err(|e| e.to_string())?;
+            let stats = dev.interface_stats(None).await.map_err(|e| e.to_string())?;
+            let walked = started.elapsed();
+            let rows = stats.as_object().map_or(0, |m| m.len());
+            Ok(Sample {
+                body: ovs::render(&stats),
+                polled_at: std::time::SystemTime::now(),
+                walk: walked,
+                total: started.elapsed(),
+                pdus: rows,
+                requests: 0,
+            })
+        }
     }
 }
 

@@ -176,6 +176,7 @@ impl Modules {
     pub fn for_proxytype(&self, proxytype: &str) -> Vec<std::sync::Arc<Module>> {
         let names: Vec<&str> = match proxytype {
             "snmp" => self.snmp_default.iter().map(String::as_str).collect(),
+            "ovs" => vec!["ovs_interfaces"],
             "rest_sample" => vec!["rest_health"],
             _ => Vec::new(),
         };

@@ -316,3 +316,119 @@ async fn prometheus_scrapes_polled_snmp_agents_through_sd() {
     )
     .await;
 }
+
+/// GETs a `/snmp` answer until it contains `needle` (the poller offers no event a
+/// client could await), bounded.
+async fn scrape_until(client: &reqwest::Client, url: &str, needle: &str) -> String {
+    within(30, needle, async {
+        loop {
+            if let Ok(r) = client.get(url).send().await {
+                if let Ok(body) = r.text().await {
+                    if body.contains(needle) {
+                        return body;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+}
+
+#[actix_rt::test]
+async fn ovs_interfaces_and_rest_health_through_the_same_endpoint() {
+    use crate::ovs::{ensure_ovs, OvsServer};
+    use crate::support::{fast_fleet, RestThread, SimThread};
+    if !ensure_ovs() {
+        eprintln!("SKIPPED: ovsdb-server cannot be installed on this machine");
+        return;
+    }
+    let s = OvsServer::start(30170, None);
+    s.vsctl_ok(&["add-br", "br0", "--", "add-port", "br0", "p1"]);
+    s.vsctl_ok(&[
+        "set",
+        "interface",
+        "p1",
+        "link_state=up",
+        "admin_state=down",
+        "mtu=9000",
+        "statistics:rx_bytes=123456789012",
+        "statistics:tx_packets=7",
+    ]);
+    let sim = SimThread::rest(drover::devsim::RestSimConfig {
+        count: 1,
+        id_prefix: "hl-".into(),
+        ..Default::default()
+    });
+    let text = s.inventory_entry("ovs-h", false) + &sim.sim.inventory_toml();
+    let inventory =
+        drover::inventory::Inventory::parse(&text, std::path::Path::new("<t>")).unwrap();
+    let mut cfg = drover::config::Config {
+        fleet: fast_fleet(),
+        ..Default::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.poll.interval = Duration::from_secs(1);
+    let daemon = drover::run::Daemon::start(&cfg, inventory, None)
+        .await
+        .unwrap();
+    within(30, "settle", daemon.fleet.settled()).await;
+    let base = format!("http://{}", daemon.http_addr);
+    let client = reqwest::Client::new();
+
+    let ovs = format!("{base}/snmp?target=ovs-h&module=ovs_interfaces");
+    let body = scrape_until(
+        &client,
+        &ovs,
+        "ovs_interface_rx_bytes_total{bridge=\"br0\",interface=\"p1\"} 123456789012\n",
+    )
+    .await;
+    assert!(
+        body.contains("ovs_interface_link_up{bridge=\"br0\",interface=\"p1\"} 1\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ovs_interface_admin_up{bridge=\"br0\",interface=\"p1\"} 0\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ovs_interface_mtu_bytes{bridge=\"br0\",interface=\"p1\"} 9000\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ovs_interface_tx_packets_total{bridge=\"br0\",interface=\"p1\"} 7\n"),
+        "{body}"
+    );
+    // The replica follows the database; the next poll shows the change.
+    s.vsctl_ok(&["set", "interface", "p1", "statistics:rx_bytes=123456790000"]);
+    scrape_until(
+        &client,
+        &ovs,
+        "ovs_interface_rx_bytes_total{bridge=\"br0\",interface=\"p1\"} 123456790000\n",
+    )
+    .await;
+
+    let rest = format!("{base}/snmp?target=hl-0001&module=rest_health");
+    let body = scrape_until(&client, &rest, "drover_rest_up 1\n").await;
+    assert!(
+        body.contains("drover_rest_ping_duration_seconds "),
+        "{body}"
+    );
+
+    let sd: Value = client
+        .get(format!("{base}/sd"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let module_of = |id: &str| {
+        sd.as_array()
+            .and_then(|a| a.iter().find(|g| g["targets"][0] == id))
+            .map(|g| g["labels"]["__param_module"].clone())
+    };
+    assert_eq!(module_of("ovs-h"), Some(Value::from("ovs_interfaces")));
+    assert_eq!(module_of("hl-0001"), Some(Value::from("rest_health")));
+    daemon.stop().await;
+}
