@@ -701,6 +701,90 @@ mod tests {
         assert_eq!(agent.join().unwrap(), 2);
     }
 
+    /// Columns walked side by side: the first request carries the non-repeaters,
+    /// replies cut short (as agents cut GETBULK replies to fit) resume where each
+    /// column got to, and each column stops at its own end.
+    #[test]
+    fn walk_columns_interleaves_and_resumes_cut_replies() {
+        let mib: Vec<(Oid, SnmpValue)> = [
+            ("1.3.6.1.2.1.1.3.0", SnmpValue::TimeTicks(500)),
+            ("1.3.6.1.2.1.2.1.0", SnmpValue::Integer(3)),
+            (
+                "1.3.6.1.2.1.2.2.1.2.1",
+                SnmpValue::OctetString(b"lo".to_vec()),
+            ),
+            (
+                "1.3.6.1.2.1.2.2.1.2.2",
+                SnmpValue::OctetString(b"eth0".to_vec()),
+            ),
+            (
+                "1.3.6.1.2.1.2.2.1.2.3",
+                SnmpValue::OctetString(b"eth1".to_vec()),
+            ),
+            ("1.3.6.1.2.1.2.2.1.8.1", SnmpValue::Integer(1)),
+            ("1.3.6.1.2.1.2.2.1.8.2", SnmpValue::Integer(2)),
+            ("1.3.6.1.2.1.2.2.1.8.3", SnmpValue::Integer(1)),
+            ("1.3.6.1.2.1.2.2.1.9.1", SnmpValue::TimeTicks(0)),
+        ]
+        .into_iter()
+        .map(|(o, v)| (o.parse().unwrap(), v))
+        .collect();
+        let (addr, agent) = fake_agent(2, move |req| {
+            let Message::Community(mut m) = decode_message(req).ok()? else {
+                return None;
+            };
+            let next = |o: &Oid| {
+                mib.iter()
+                    .find(|(k, _)| k > o)
+                    .map(|(k, v)| VarBind::new(k.clone(), v.clone()))
+                    .unwrap_or_else(|| VarBind::new(o.clone(), SnmpValue::EndOfMibView))
+            };
+            let nr = m.pdu.error_status as usize;
+            let reps = m.pdu.error_index as usize;
+            let (fixed, repeat) = m.pdu.varbinds.split_at(nr);
+            let mut out: Vec<VarBind> = fixed.iter().map(|vb| next(&vb.oid)).collect();
+            let mut cur: Vec<Oid> = repeat.iter().map(|vb| vb.oid.clone()).collect();
+            for _ in 0..reps {
+                let row: Vec<VarBind> = cur.iter().map(&next).collect();
+                cur = row.iter().map(|vb| vb.oid.clone()).collect();
+                out.extend(row);
+            }
+            // Cut to 5 varbinds, mid-row, as a size limit would.
+            out.truncate(nr + 5);
+            m.pdu.pdu_type = PduType::Response;
+            m.pdu.error_status = 0;
+            m.pdu.error_index = 0;
+            m.pdu.varbinds = out;
+            Some(encode_message(&Message::Community(m)))
+        });
+        let transport = SnmpTransport::new(1).unwrap();
+        let c = SnmpClient::new(target(addr, SnmpVersion::V2c, None), transport);
+        let o = |s: &str| -> Oid { s.parse().unwrap() };
+        let w = rt()
+            .block_on(c.walk_columns(
+                &[o("1.3.6.1.2.1.1.3"), o("1.3.6.1.2.1.2.1")],
+                &[o("1.3.6.1.2.1.2.2.1.2"), o("1.3.6.1.2.1.2.2.1.8")],
+                25,
+            ))
+            .unwrap();
+        assert_eq!(w.scalars.len(), 2);
+        assert_eq!(w.scalars[1].value, SnmpValue::Integer(3));
+        let idx = |col: &[VarBind]| -> Vec<u32> {
+            col.iter()
+                .map(|vb| *vb.oid.arcs().last().unwrap())
+                .collect()
+        };
+        assert_eq!(idx(&w.columns[0]), [1, 2, 3]);
+        assert_eq!(idx(&w.columns[1]), [1, 2, 3]);
+        assert_eq!(w.columns[1][1].value, SnmpValue::Integer(2));
+        assert_eq!(w.varbinds(), 8);
+        // The first reply is cut after eth1's ifDescr; the second resumes each
+        // column from its own place and runs both past their ends.
+        assert_eq!(w.requests, 2);
+        drop(c);
+        assert_eq!(agent.join().unwrap(), 2);
+    }
+
     /// Garbage and wrong-community replies are dropped; the real reply that
     /// follows still completes the request.
     #[test]
