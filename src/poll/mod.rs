@@ -33,6 +33,9 @@ use cache::{PollCache, Sample};
 pub use module::{Module, ModuleError, Modules, Source};
 use scheduler::Schedule;
 
+/// How soon a poll looks again for a free in-flight permit while jobs hold them all.
+const ADMISSION_RETRY: Duration = Duration::from_millis(10);
+
 /// Longest wait for a device actor to hand over its driver.
 const DRIVER_WAIT: Duration = Duration::from_secs(5);
 
@@ -121,7 +124,7 @@ async fn run(shared: Arc<Shared>, shortest: Duration, cancel: CancellationToken)
             _ = ticker.tick() => {}
         }
         for work in due(&shared) {
-            if !admit(&shared, work) {
+            if !admit(&shared, work, &cancel).await {
                 break;
             }
         }
@@ -183,16 +186,33 @@ fn due(shared: &Shared) -> Vec<Work> {
     out
 }
 
-/// Starts one poll if a poll slot and a free in-flight permit are there; false
-/// when not, so the rest wait for the next tick.
-fn admit(shared: &Arc<Shared>, w: Work) -> bool {
-    let Ok(own) = shared.limit.clone().try_acquire_owned() else {
-        metrics::counter!(telemetry::POLLS_DEFERRED).increment(1);
-        return false;
+/// Starts one poll once a poll slot and a free in-flight permit are there. The
+/// poll slot is waited for; the fleet's permit is only ever taken when free (never
+/// queued for, so no job waits behind a poll), retried shortly while jobs hold them
+/// all. False when the poller is stopping.
+async fn admit(shared: &Arc<Shared>, w: Work, cancel: &CancellationToken) -> bool {
+    let own = tokio::select! {
+        _ = cancel.cancelled() => return false,
+        p = shared.limit.clone().acquire_owned() => match p {
+            Ok(p) => p,
+            Err(_) => return false,
+        },
     };
-    let Ok(permit) = shared.fleet.admission.clone().try_acquire_owned() else {
-        metrics::counter!(telemetry::POLLS_DEFERRED).increment(1);
-        return false;
+    let mut deferred = false;
+    let permit = loop {
+        match shared.fleet.admission.clone().try_acquire_owned() {
+            Ok(p) => break p,
+            Err(_) => {
+                if !deferred {
+                    metrics::counter!(telemetry::POLLS_DEFERRED).increment(1);
+                    deferred = true;
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return false,
+                    _ = tokio::time::sleep(ADMISSION_RETRY) => {}
+                }
+            }
+        }
     };
     if let Ok(mut s) = shared.schedule.lock() {
         s.started(

@@ -203,3 +203,55 @@ async fn traps_and_informs_from_net_snmp_reach_their_device() {
     );
     daemon.stop().await;
 }
+
+/// A trap becomes an event on a real Salt master's bus, sent under the device's id.
+#[actix_rt::test]
+async fn a_trap_reaches_a_real_salt_master_as_an_event() {
+    use crate::salt_master::{salt_case, EventWatch};
+    if !ensure_netsnmp() || which("snmptrap").is_none() {
+        eprintln!("SKIPPED: snmpd/snmptrap cannot be installed on this machine");
+        return;
+    }
+    let Some((_one, tmp, master)) =
+        salt_case("a_trap_reaches_a_real_salt_master_as_an_event", "").await
+    else {
+        return;
+    };
+    let agent = Agent::start();
+    let watch = EventWatch::start(&master);
+    let inventory = Inventory::parse(
+        &device("t-salt", &agent, "2c", ""),
+        std::path::Path::new("<test>"),
+    )
+    .unwrap();
+    let trap_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let mut cfg = master.drover_config(&tmp.path().join("drover-pki"), None);
+    cfg.traps.enabled = true;
+    cfg.traps.listen = format!("127.0.0.1:{trap_port}").parse().unwrap();
+    let daemon = Daemon::start(&cfg, inventory, None).await.unwrap();
+    master.ping_until_all(&["t-salt"], 90).await;
+    let dir = tempfile::tempdir().unwrap();
+    assert!(notify(
+        "snmptrap",
+        dir.path(),
+        trap_port,
+        &[
+            "-v2c",
+            "-c",
+            "public",
+            "--",
+            "",
+            "1.3.6.1.6.3.1.1.5.3",
+            "1.3.6.1.2.1.2.2.1.1.1",
+            "i",
+            "1"
+        ]
+    ));
+    let ev = watch.wait_for("drover/trap/t-salt/linkDown", 30).await;
+    assert_eq!(ev["trap"], "linkDown", "{ev}");
+    assert_eq!(ev["ifIndex"], 1, "{ev}");
+    daemon.stop().await;
+}
