@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use super::bench::{
     free_port, percentile_ms, proc_stats, sim_address, start_sim, Proc, Sim, WorkDir,
@@ -22,7 +21,6 @@ use super::bench::{
 use drover::drivers::snmp::{
     decode_message, encode_message, CommunityMessage, Message, Pdu, PduType, SnmpVersion, VarBind,
 };
-use drover::poll::module::Kind;
 
 #[derive(Args, Debug)]
 pub struct HealthBenchArgs {
@@ -345,77 +343,6 @@ fn per_walk(cpu_s: f64, walks: usize) -> f64 {
     }
 }
 
-/// Stands for an `enum_values` map until the text is written: JSON keys are
-/// strings, and snmp_exporter wants integer keys.
-const ENUMS: &str = "@enum_values@";
-
-/// The config as YAML text: JSON, which YAML parsers read, with the enum maps as
-/// YAML flow mappings with integer keys.
-fn exporter_yaml() -> Result<String> {
-    let text = serde_json::to_string_pretty(&exporter_config()?)?;
-    let mods = drover::poll::Modules::from_config(&drover::config::PollConfig::default())?;
-    let enums = mods
-        .get("if_mib")
-        .and_then(|m| {
-            m.metrics.iter().find_map(|x| match &x.kind {
-                Kind::EnumAsInfo(e) => Some(*e),
-                _ => None,
-            })
-        })
-        .unwrap_or(&[]);
-    let flow: Vec<String> = enums.iter().map(|(n, s)| format!("{n}: {s:?}")).collect();
-    Ok(text.replace(&format!("{ENUMS:?}"), &format!("{{{}}}", flow.join(", "))))
-}
-
-/// snmp_exporter 0.21's config (auth inside the module) for Drover's built-in
-/// `if_mib` and `system` modules.
-fn exporter_config() -> Result<Value> {
-    let mods = drover::poll::Modules::from_config(&drover::config::PollConfig::default())?;
-    let mut out = serde_json::Map::new();
-    for (name, walk) in [
-        ("if_mib", vec!["1.3.6.1.2.1.2", "1.3.6.1.2.1.31.1.1"]),
-        ("system", vec!["1.3.6.1.2.1.1"]),
-    ] {
-        let Some(m) = mods.get(name) else {
-            bail!("no built-in module {name}");
-        };
-        let metrics: Vec<Value> = m
-            .metrics
-            .iter()
-            .map(|x| {
-                let (ty, enums) = match &x.kind {
-                    Kind::Gauge => ("gauge", None),
-                    Kind::Counter => ("counter", None),
-                    Kind::DisplayString => ("DisplayString", None),
-                    Kind::OctetString => ("OctetString", None),
-                    Kind::PhysAddress48 => ("PhysAddress48", None),
-                    Kind::EnumAsInfo(e) => ("EnumAsInfo", Some(e)),
-                };
-                let mut v = json!({"name": x.name, "oid": x.oid.to_string(), "type": ty, "help": x.help});
-                if let Some(i) = &x.index {
-                    v["indexes"] = json!([{"labelname": i, "type": "gauge"}]);
-                    v["lookups"] = Value::Array(
-                        x.lookups
-                            .iter()
-                            .map(|(l, o)| json!({"labels": [i], "labelname": l, "oid": o.to_string(), "type": "DisplayString"}))
-                            .collect(),
-                    );
-                }
-                if enums.is_some() {
-                    v["enum_values"] = json!(ENUMS);
-                }
-                v
-            })
-            .collect();
-        out.insert(
-            name.into(),
-            json!({"walk": walk, "version": 2, "max_repetitions": 25, "retries": 3,
-                   "timeout": "5s", "auth": {"community": "public"}, "metrics": metrics}),
-        );
-    }
-    Ok(Value::Object(out))
-}
-
 async fn exporter_side(
     a: &HealthBenchArgs,
     dir: &Path,
@@ -423,7 +350,7 @@ async fn exporter_side(
     client: &reqwest::Client,
 ) -> Result<Side> {
     let conf = dir.join("snmp.yml");
-    std::fs::write(&conf, exporter_yaml()?)?;
+    std::fs::write(&conf, drover::poll::compat::snmp_exporter_yml()?)?;
     let port = free_port()?;
     let log = dir.join("snmp_exporter.log");
     let child = Command::new(&a.exporter)
@@ -512,26 +439,28 @@ async fn under_load(
         .map(|l| l.trim_end_matches('"').to_owned())
         .collect();
     let (mut proc, base) = start_drover(exe, dir, "drover-load", &inventory, a.sim_interval)?;
-    // After one interval every agent has had its first poll; measure during the next.
-    let warm = Instant::now() + a.sim_interval + Duration::from_secs(5);
-    while Instant::now() < warm {
-        proc.check_alive()?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
     let urls: Vec<String> = ids
         .iter()
         .step_by((ids.len() / a.scrapes.max(1)).max(1))
         .map(|id| format!("{base}/snmp?target={id}&module=if_mib,system"))
         .collect();
-    let polled = {
-        let mut n = 0;
+    // Measure once (nearly) every sampled agent has had its first polls: they
+    // are spread over one interval after the fleet is up.
+    let deadline = Instant::now() + a.sim_interval * 3;
+    loop {
+        proc.check_alive()?;
+        let mut polled = 0;
         for u in &urls {
-            n += usize::from(get_ok(client, u).await);
+            polled += usize::from(get_ok(client, u).await);
         }
-        n
-    };
-    if polled < urls.len() * 9 / 10 {
-        eprintln!("only {polled} of {} sampled agents polled yet", urls.len());
+        if polled * 100 >= urls.len() * 99 {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!("only {polled} of {} sampled agents polled", urls.len());
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
     let (p50, p99) = latency(client, &urls, a.scrapes).await;
     proc.stop();

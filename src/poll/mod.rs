@@ -6,6 +6,7 @@
 
 pub mod builtin;
 pub mod cache;
+pub mod compat;
 pub mod module;
 mod ovs;
 pub mod render;

@@ -139,9 +139,9 @@ pub fn number(v: &SnmpValue) -> Option<String> {
 pub fn text(kind: &Kind, v: &SnmpValue) -> String {
     match (kind, v) {
         (_, SnmpValue::ObjectId(o)) => o.to_string(),
-        (Kind::PhysAddress48, SnmpValue::OctetString(b)) => b
-            .iter()
-            .map(|x| format!("{x:02X}"))
+        // Always six octets, zero-padded, as snmp_exporter writes an empty one.
+        (Kind::PhysAddress48, SnmpValue::OctetString(b)) => (0..6)
+            .map(|i| format!("{:02X}", b.get(i).copied().unwrap_or(0)))
             .collect::<Vec<_>>()
             .join(":"),
         (Kind::OctetString, SnmpValue::OctetString(b)) => {
@@ -248,5 +248,9 @@ mod tests {
             "1.3.6.1.4.1.8072"
         );
         assert_eq!(escape_label("a\\b\nc"), "a\\\\b\\nc");
+        assert_eq!(
+            text(&Kind::PhysAddress48, &SnmpValue::OctetString(Vec::new())),
+            "00:00:00:00:00:00"
+        );
     }
 }

@@ -432,3 +432,119 @@ async fn ovs_interfaces_and_rest_health_through_the_same_endpoint() {
     assert_eq!(module_of("hl-0001"), Some(Value::from("rest_health")));
     daemon.stop().await;
 }
+
+/// Families of a text-format answer: name → (help, type, series as sorted label
+/// pairs). Values are left out: counters move between the two reads.
+type Families = std::collections::BTreeMap<
+    String,
+    (
+        String,
+        String,
+        std::collections::BTreeSet<Vec<(String, String)>>,
+    ),
+>;
+
+fn families(text: &str) -> Families {
+    let mut out = Families::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            out.entry(name.to_owned()).or_default().0 = help.to_owned();
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').unwrap_or((rest, ""));
+            out.entry(name.to_owned()).or_default().1 = ty.to_owned();
+        } else if !line.is_empty() && !line.starts_with('#') {
+            let series = line.rsplit_once(' ').map_or(line, |(s, _)| s);
+            let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+            let mut pairs = Vec::new();
+            let mut rest = labels.trim_end_matches('}');
+            while let Some((k, v)) = rest.split_once("=\"") {
+                // Label values here hold no escaped quotes.
+                let (val, tail) = v.split_once('"').unwrap_or((v, ""));
+                pairs.push((k.trim_start_matches(',').to_owned(), val.to_owned()));
+                rest = tail;
+            }
+            pairs.sort();
+            out.entry(name.to_owned()).or_default().2.insert(pairs);
+        }
+    }
+    out
+}
+
+/// snmp_exporter itself (Debian's 0.21) and Drover, over the same agent with the
+/// same module definitions: the same families, help, types and series.
+#[actix_rt::test]
+async fn if_mib_and_system_match_a_real_snmp_exporter() {
+    let exporter = std::path::Path::new("/usr/bin/prometheus-snmp-exporter");
+    if !exporter.exists() || !ensure_netsnmp() {
+        eprintln!("SKIPPED: no prometheus-snmp-exporter (Debian package) or snmpd");
+        return;
+    }
+    let agent = Agent::start();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("snmp.yml");
+    std::fs::write(&conf, drover::poll::compat::snmp_exporter_yml().unwrap()).unwrap();
+    let port = free_port();
+    let _exp = Killed(
+        Command::new(exporter)
+            .arg(format!("--config.file={}", conf.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start snmp_exporter"),
+    );
+    let inventory = drover::inventory::Inventory::parse(
+        &device("cmp", &agent, false),
+        std::path::Path::new("<t>"),
+    )
+    .unwrap();
+    let mut cfg = drover::config::Config {
+        fleet: crate::support::fast_fleet(),
+        ..Default::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.poll.interval = Duration::from_secs(1);
+    let daemon = drover::run::Daemon::start(&cfg, inventory, None)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    for module in ["if_mib", "system"] {
+        let ours = scrape_until(
+            &client,
+            &format!(
+                "http://{}/snmp?target=cmp&module={module}",
+                daemon.http_addr
+            ),
+            "snmp_scrape_pdus_returned",
+        )
+        .await;
+        let theirs = scrape_until(
+            &client,
+            &format!(
+                "http://127.0.0.1:{port}/snmp?target=127.0.0.1:{}&module={module}",
+                agent.addr().port()
+            ),
+            "snmp_scrape_pdus_returned",
+        )
+        .await;
+        let (mut ours, theirs) = (families(&ours), families(&theirs));
+        // Only the scrape's own families differ (0.21 has no `module` label and no
+        // packet counts; Drover adds the poll's age).
+        ours.retain(|n, _| !n.starts_with("snmp_scrape_") && !n.starts_with("drover_poll_"));
+        let theirs: Families = theirs
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with("snmp_scrape_"))
+            .collect();
+        assert!(theirs.contains_key("sysUpTime") || theirs.contains_key("ifHCInOctets"));
+        assert_eq!(
+            ours.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>(),
+            "{module}"
+        );
+        for (name, t) in &theirs {
+            assert_eq!(&ours[name], t, "{module}: {name}");
+        }
+    }
+    daemon.stop().await;
+}
