@@ -91,6 +91,12 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub master: MasterConfig,
+    /// Background polling of device health for `/snmp` (`[poll]`).
+    #[serde(default)]
+    pub poll: PollConfig,
+    /// The SNMP trap and inform listener (`[traps]`), off by default.
+    #[serde(default)]
+    pub traps: TrapConfig,
     /// Directory the config was read from; inventory paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -216,6 +222,107 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token_file: None,
             workers: 1,
+        }
+    }
+}
+
+/// Background polling: each device's modules are polled every `interval` (a module
+/// may set its own), spread by `jitter`, into the cache `/snmp` answers from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Share of the interval randomised per poll, 0.0 to 1.0.
+    pub jitter: f64,
+    /// Polls in flight at once, all devices together. Polls also take a permit of
+    /// `fleet.max_in_flight`, but only a free one: they never queue before a job.
+    pub max_concurrent: usize,
+    /// The modules polled on every SNMP device.
+    pub snmp_modules: Vec<String>,
+    /// Settings of the built-in modules (`if_mib`, `system`, `ovs_interfaces`,
+    /// `rest_health`) and modules of your own, by name.
+    pub modules: std::collections::BTreeMap<String, ModuleConfig>,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        PollConfig {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            jitter: 0.1,
+            max_concurrent: 64,
+            snmp_modules: vec!["if_mib".into(), "system".into()],
+            modules: Default::default(),
+        }
+    }
+}
+
+/// One module: its own interval and GETBULK size, extra metrics (for a module of
+/// your own), and overrides of a metric's type or whether it is kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModuleConfig {
+    #[serde(with = "humantime_serde::option")]
+    pub interval: Option<Duration>,
+    /// Max-repetitions of this module's GETBULKs (else the device's, else 25).
+    pub max_repetitions: Option<u32>,
+    pub metrics: Vec<MetricConfig>,
+    pub overrides: std::collections::BTreeMap<String, OverrideConfig>,
+}
+
+/// A metric of a module of your own, as snmp_exporter's generator writes one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricConfig {
+    pub name: String,
+    /// The column (or scalar without its `.0`), numeric.
+    pub oid: String,
+    /// `gauge`, `counter`, `DisplayString`, `OctetString`, `PhysAddress48` or
+    /// `EnumAsInfo`.
+    #[serde(rename = "type", default = "default_metric_type")]
+    pub kind: String,
+    #[serde(default)]
+    pub help: String,
+    /// The label of the table's single integer index (`ifIndex`); none for a scalar.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// Labels looked up by the same index: label name to column OID.
+    #[serde(default)]
+    pub lookups: std::collections::BTreeMap<String, String>,
+}
+
+fn default_metric_type() -> String {
+    "gauge".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverrideConfig {
+    pub ignore: bool,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// The SNMP trap and inform receiver. Off by default; traps are matched to devices
+/// by source address and checked against the device's own community or USM user.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrapConfig {
+    pub enabled: bool,
+    /// UDP address to listen on (`0.0.0.0:162` needs privileges).
+    pub listen: SocketAddr,
+    /// Traps kept per device for `snmp.traps`.
+    pub keep: usize,
+}
+
+impl Default for TrapConfig {
+    fn default() -> Self {
+        TrapConfig {
+            enabled: false,
+            listen: SocketAddr::from(([0, 0, 0, 0], 162)),
+            keep: 64,
         }
     }
 }
@@ -454,6 +561,33 @@ impl Config {
         }
         if self.http.workers == 0 {
             bad("http.workers", "must be at least 1".into());
+        }
+        let p = &self.poll;
+        if p.interval < Duration::from_secs(1) {
+            bad("poll.interval", "must be at least 1s".into());
+        }
+        if !(0.0..=1.0).contains(&p.jitter) {
+            bad("poll.jitter", "must be between 0.0 and 1.0".into());
+        }
+        if p.max_concurrent == 0 {
+            bad("poll.max_concurrent", "must be at least 1".into());
+        }
+        for (name, m) in &p.modules {
+            if m.interval.is_some_and(|i| i < Duration::from_secs(1)) {
+                bad(
+                    &format!("poll.modules.{name}.interval"),
+                    "must be at least 1s".into(),
+                );
+            }
+            if m.max_repetitions.is_some_and(|r| r == 0 || r > 1000) {
+                bad(
+                    &format!("poll.modules.{name}.max_repetitions"),
+                    "must be 1 to 1000".into(),
+                );
+            }
+        }
+        if self.traps.keep == 0 || self.traps.keep > 10_000 {
+            bad("traps.keep", "must be 1 to 10000".into());
         }
         if self.master.kind == MasterKind::Salt {
             out.extend(self.master.salt_problems(&self.source));

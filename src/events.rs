@@ -5,8 +5,10 @@
 //! request carries the channel its answer comes back on. The bus is bounded; a
 //! subscriber that falls behind loses the oldest events and counts them.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
+use dashmap::DashMap;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -74,12 +76,16 @@ impl PartialEq for MasterRequest {
 #[derive(Clone)]
 pub struct EventSink {
     tx: broadcast::Sender<FleetEvent>,
+    /// The last few notifications of each device (SNMP traps), oldest first, for
+    /// functions to read back (`snmp.traps`).
+    recent: Arc<DashMap<Arc<str>, VecDeque<Value>>>,
 }
 
 impl Default for EventSink {
     fn default() -> EventSink {
         EventSink {
             tx: broadcast::channel(CAPACITY).0,
+            recent: Arc::default(),
         }
     }
 }
@@ -124,11 +130,47 @@ impl EventSink {
     pub fn subscribe(&self) -> broadcast::Receiver<FleetEvent> {
         self.tx.subscribe()
     }
+
+    /// Keeps `item` in device `id`'s ring of at most `keep` recent notifications.
+    pub fn remember(&self, id: &Arc<str>, item: Value, keep: usize) {
+        let mut ring = self.recent.entry(id.clone()).or_default();
+        while ring.len() >= keep.max(1) {
+            ring.pop_front();
+        }
+        ring.push_back(item);
+    }
+
+    /// Device `id`'s recent notifications, oldest first.
+    pub fn recent(&self, id: &str) -> Vec<Value> {
+        self.recent
+            .get(id)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets devices that left the fleet.
+    pub fn forget_recent(&self, keep: impl Fn(&str) -> bool) {
+        self.recent.retain(|id, _| keep(id));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rings_keep_the_newest() {
+        let sink = EventSink::default();
+        let id: Arc<str> = "r1".into();
+        for i in 0..5 {
+            sink.remember(&id, Value::from(i), 3);
+        }
+        assert_eq!(
+            sink.recent("r1"),
+            vec![Value::from(2), Value::from(3), Value::from(4)]
+        );
+        assert!(sink.recent("r2").is_empty());
+    }
 
     #[tokio::test]
     async fn subscribers_see_events_sent_after_they_subscribe() {

@@ -45,6 +45,7 @@ pub enum HttpError {
 
 struct State {
     master: LocalMaster,
+    poll: Option<crate::poll::PollHandle>,
     metrics: PrometheusHandle,
     token: Option<Vec<u8>>,
 }
@@ -63,6 +64,7 @@ pub fn serve(
     workers: usize,
     token: Option<String>,
     master: LocalMaster,
+    poll: Option<crate::poll::PollHandle>,
 ) -> Result<Server, HttpError> {
     // Config validation says the same; this guards every other caller (`demo
     // --listen`, embedders) too.
@@ -79,6 +81,7 @@ pub fn serve(
     })?;
     let state = web::Data::new(State {
         master,
+        poll,
         metrics: telemetry::metrics_handle(),
         token: token.map(|t| t.trim().as_bytes().to_vec()),
     });
@@ -99,6 +102,8 @@ pub fn serve(
             )
             .route("/metrics", web::get().to(metrics))
             .route("/healthz", web::get().to(healthz))
+            .route("/snmp", web::get().to(snmp_exporter))
+            .route("/sd", web::get().to(service_discovery))
             .route("/ready", web::get().to(ready))
             .route("/v1/jobs", web::post().to(submit_job))
             .route("/v1/jobs/{jid}", web::get().to(get_job))
@@ -124,6 +129,50 @@ pub fn serve(
         handle: server.handle(),
         task: actix_rt::spawn(server),
     })
+}
+
+#[derive(serde::Deserialize)]
+struct SnmpQuery {
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    module: String,
+    /// Serve a failed module's last values instead of an error.
+    #[serde(default)]
+    stale: Option<String>,
+}
+
+/// snmp_exporter's multi-target endpoint, answered from the poll cache.
+async fn snmp_exporter(state: web::Data<State>, q: web::Query<SnmpQuery>) -> HttpResponse {
+    let Some(p) = &state.poll else {
+        return error_response(StatusCode::NOT_FOUND, "polling is not enabled");
+    };
+    let allow_stale = q.stale.as_deref().is_some_and(|s| s == "ok" || s == "1");
+    match crate::poll::scrape::scrape(
+        &p.cache,
+        &p.modules,
+        &p.fleet.registry,
+        &q.target,
+        &q.module,
+        allow_stale,
+    ) {
+        Ok(body) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(body),
+        Err(e) => HttpResponse::build(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+        )
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("{e}\n")),
+    }
+}
+
+/// Prometheus http_sd: one target group per polled device.
+async fn service_discovery(state: web::Data<State>) -> HttpResponse {
+    let Some(p) = &state.poll else {
+        return error_response(StatusCode::NOT_FOUND, "polling is not enabled");
+    };
+    HttpResponse::Ok().json(crate::poll::sd::targets(&p.fleet.registry, &p.modules))
 }
 
 /// Reads a bearer token file (for `http.token_file`).

@@ -18,6 +18,7 @@ pub mod job;
 pub mod master;
 pub mod minion_state;
 pub mod pillar;
+pub mod poll;
 pub mod pyrepr;
 pub mod run;
 pub mod schedule;

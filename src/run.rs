@@ -26,6 +26,10 @@ pub enum RunError {
     Http(#[from] HttpError),
     #[error("Salt master link: {0}")]
     Salt(#[from] crate::master::salt::SaltError),
+    #[error(transparent)]
+    Poll(#[from] crate::poll::ModuleError),
+    #[error(transparent)]
+    Traps(#[from] crate::poll::traps::TrapError),
 }
 
 impl RunError {
@@ -39,6 +43,8 @@ impl RunError {
                 HttpError::Token(_) | HttpError::EmptyToken(_) | HttpError::NoTokenOffLoopback(_),
             ) => 64,
             RunError::Http(HttpError::Bind { .. }) => 69,
+            RunError::Poll(_) => 64,
+            RunError::Traps(_) => 69,
             RunError::Fleet(_) => 70,
             RunError::Salt(e) => e.exit_code(),
         }
@@ -51,6 +57,10 @@ pub struct Daemon {
     pub master: LocalMaster,
     pub http_addr: SocketAddr,
     server: http::Server,
+    /// The background poller (stopped before the fleet).
+    pub poll: crate::poll::PollHandle,
+    /// The trap listener, when `traps.enabled`.
+    pub traps: Option<crate::poll::traps::TrapListener>,
     grace: Duration,
     /// The Salt link, when `master.kind = "salt"`; stopped after the fleet so due
     /// returns still reach the master.
@@ -118,15 +128,33 @@ impl Daemon {
                 None
             }
         };
+        let poll = crate::poll::start(&cfg.poll, &fleet)?;
+        let traps = if cfg.traps.enabled {
+            Some(crate::poll::traps::start(
+                &cfg.traps,
+                fleet.registry.clone(),
+                poll.cache.clone(),
+            )?)
+        } else {
+            None
+        };
         let master = LocalMaster::new(fleet.clone(), cfg.fleet.job_history, source);
         let pillar_reloads = pillar.map(|p| tokio::spawn(reload_on_pillar(p, master.clone())));
-        let server = http::serve(cfg.http.listen, cfg.http.workers, token, master.clone())?;
+        let server = http::serve(
+            cfg.http.listen,
+            cfg.http.workers,
+            token,
+            master.clone(),
+            Some(poll.clone()),
+        )?;
         info!(devices, http = %server.addr, "Drover started.");
         Ok(Daemon {
             fleet,
             master,
             http_addr: server.addr,
             server,
+            poll,
+            traps,
             grace: cfg.fleet.shutdown_grace,
             salt,
             hangup,
@@ -140,6 +168,10 @@ impl Daemon {
     pub async fn stop(self) {
         if let Some(t) = &self.pillar_reloads {
             t.abort();
+        }
+        self.poll.stop();
+        if let Some(t) = &self.traps {
+            t.stop();
         }
         stop_parts(&self.fleet, &self.server.handle, self.grace, self.salt).await;
     }
@@ -155,6 +187,8 @@ impl Daemon {
             mut hangup,
             salt,
             pillar_reloads,
+            poll,
+            traps,
             ..
         } = self;
         let http::Server {
@@ -181,6 +215,8 @@ impl Daemon {
         if let Some(t) = pillar_reloads {
             t.abort();
         }
+        poll.stop();
+        drop(traps);
         stop_parts(&fleet, &handle, grace, salt).await;
     }
 }

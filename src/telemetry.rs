@@ -51,6 +51,11 @@ pub const PROCESS_CPU: &str = "drover_process_cpu_seconds_total";
 pub const PROCESS_FDS: &str = "drover_process_open_fds";
 pub const RUNTIME_TASKS: &str = "drover_runtime_tasks";
 pub const DEVICE_ACTORS: &str = "drover_device_actors";
+pub const POLLS: &str = "drover_polls_total";
+pub const POLL_DURATION: &str = "drover_poll_duration_seconds";
+pub const POLLS_DEFERRED: &str = "drover_polls_deferred_total";
+pub const SNMP_TRAPS: &str = "drover_snmp_traps_total";
+pub const SNMP_TRAPS_DROPPED: &str = "drover_snmp_traps_dropped_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -153,6 +158,21 @@ fn describe() {
     describe_counter!(
         SNMP_DROPPED,
         "SNMP replies dropped: unmatched, malformed, or failing security checks."
+    );
+    describe_counter!(POLLS, "Background polls finished, by module and outcome.");
+    describe_histogram!(
+        POLL_DURATION,
+        Unit::Seconds,
+        "Time one background poll of one module took."
+    );
+    describe_counter!(
+        POLLS_DEFERRED,
+        "Polls put off because no in-flight permit was free (jobs come first)."
+    );
+    describe_counter!(SNMP_TRAPS, "SNMP traps and informs accepted, by trap name.");
+    describe_counter!(
+        SNMP_TRAPS_DROPPED,
+        "SNMP traps dropped, by reason (malformed, unknown source, auth)."
     );
     describe_gauge!(OVS_CONNECTED, "OVS devices with an open OVSDB session.");
     describe_gauge!(OVS_BRIDGES, "Bridges on all connected OVS devices.");

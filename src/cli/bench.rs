@@ -116,18 +116,18 @@ impl BenchKind {
 
 /// One simulator process to start.
 #[derive(Debug, PartialEq)]
-struct Sim {
-    kind: &'static str,
-    prefix: String,
-    count: usize,
+pub(super) struct Sim {
+    pub(super) kind: &'static str,
+    pub(super) prefix: String,
+    pub(super) count: usize,
     /// Its own loopback address: the kernel's ephemeral port range (about 28,000
     /// ports) is per address, so 50,000 agents on one address would run out of ports.
-    bind: std::net::Ipv4Addr,
+    pub(super) bind: std::net::Ipv4Addr,
 }
 
 /// 127.0.0.1 for the first simulator, 127.0.0.2 for the second, ... (all of
 /// 127.0.0.0/8 is loopback on Linux).
-fn sim_address(index: usize) -> std::net::Ipv4Addr {
+pub(super) fn sim_address(index: usize) -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::new(127, 0, 0, (index % 254 + 1) as u8)
 }
 
@@ -454,14 +454,14 @@ fn measure(
 }
 
 /// A child process that is killed (and reaped) when dropped, on every path out.
-struct Proc {
+pub(super) struct Proc {
     name: &'static str,
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Proc {
-    fn new(name: &'static str, child: Child, log: PathBuf) -> Proc {
+    pub(super) fn new(name: &'static str, child: Child, log: PathBuf) -> Proc {
         Proc {
             name,
             child: Some(child),
@@ -469,12 +469,12 @@ impl Proc {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
     /// An error naming the process if it has exited, with the end of its log.
-    fn check_alive(&mut self) -> Result<()> {
+    pub(super) fn check_alive(&mut self) -> Result<()> {
         let Some(c) = self.child.as_mut() else {
             bail!("{} is not running", self.name);
         };
@@ -487,7 +487,7 @@ impl Proc {
         Ok(())
     }
 
-    fn stop(&mut self) {
+    pub(super) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -502,13 +502,13 @@ impl Drop for Proc {
 }
 
 /// The work directory: removed at the end unless `--keep`.
-struct WorkDir {
-    path: PathBuf,
+pub(super) struct WorkDir {
+    pub(super) path: PathBuf,
     keep: bool,
 }
 
 impl WorkDir {
-    fn create(keep: bool) -> Result<WorkDir> {
+    pub(super) fn create(keep: bool) -> Result<WorkDir> {
         let path = std::env::temp_dir().join(format!(
             "drover-bench-{}-{}",
             std::process::id(),
@@ -531,7 +531,7 @@ impl Drop for WorkDir {
 }
 
 /// Starts `drover devsim` and waits for its "... up" line (the devices listen then).
-fn start_sim(exe: &Path, sim: &Sim, inventory: &Path, dir: &Path) -> Result<Proc> {
+pub(super) fn start_sim(exe: &Path, sim: &Sim, inventory: &Path, dir: &Path) -> Result<Proc> {
     let Sim {
         kind,
         prefix,
@@ -585,7 +585,7 @@ fn start_sim(exe: &Path, sim: &Sim, inventory: &Path, dir: &Path) -> Result<Proc
 }
 
 /// A loopback port free now (the daemon binds it a moment later).
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
@@ -755,7 +755,7 @@ fn job_stats(t: &JobTiming, sorted: &mut [Duration]) -> JobStats {
 }
 
 /// Nearest-rank percentile of sorted durations, in milliseconds.
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+pub(super) fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -771,7 +771,7 @@ fn per_1000(cpu_s: f64, ops: usize) -> Option<f64> {
     (ops > 0).then(|| cpu_s / ops as f64 * 1000.0)
 }
 
-fn proc_stats(pid: u32) -> Result<ProcessStats> {
+pub(super) fn proc_stats(pid: u32) -> Result<ProcessStats> {
     ProcessStats::read_pid(&pid.to_string()).ok_or_else(|| anyhow!("cannot read /proc/{pid}"))
 }
 

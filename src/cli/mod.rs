@@ -17,6 +17,7 @@ mod cmd;
 mod demo;
 mod devices;
 mod devsim;
+mod health_bench;
 mod output;
 mod soak;
 
@@ -67,6 +68,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Fleet-scale benchmark: simulator and fleet as separate processes, N devices.
     Bench(bench::BenchArgs),
+    /// Device health side by side: Drover's polls and snmp_exporter over the same
+    /// real snmpd agents; CPU per walk, agents' CPU, scrape latency.
+    HealthBench(health_bench::HealthBenchArgs),
     /// The chaos scenario for N minutes, printing RSS, fds, tasks and device states (leak
     /// hunt).
     Soak(soak::SoakArgs),
@@ -129,6 +133,10 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Bench(a) => {
             telemetry::init_tracing("warn");
             bench::main(a)
+        }
+        Command::HealthBench(a) => {
+            telemetry::init_tracing("warn");
+            health_bench::main(a)
         }
     }
 }

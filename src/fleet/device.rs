@@ -83,6 +83,12 @@ pub struct Execute {
     pub admitted: Instant,
 }
 
+/// The device's driver, for background polls (`poll`), which then read the device
+/// without queueing in this mailbox behind its jobs.
+#[derive(Message)]
+#[rtype(result = "Driver")]
+pub struct GetDriver;
+
 /// Stop without restart (reload removed or changed the device, or shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -370,6 +376,14 @@ impl Handler<HealthCheck> for DeviceActor {
                     }
                 }),
         ))
+    }
+}
+
+impl Handler<GetDriver> for DeviceActor {
+    type Result = MessageResult<GetDriver>;
+
+    fn handle(&mut self, _: GetDriver, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.driver.background())
     }
 }
 

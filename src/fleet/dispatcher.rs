@@ -115,13 +115,13 @@ impl DispatcherActor {
         registry: Arc<Registry>,
         running: Arc<RunningJobs>,
         cfg: Arc<FleetConfig>,
+        in_flight: Arc<Semaphore>,
     ) -> DispatcherActor {
-        let permits = cfg.max_in_flight.max(1);
         DispatcherActor {
             registry,
             running,
             cfg,
-            in_flight: Arc::new(Semaphore::new(permits)),
+            in_flight,
             accepting: true,
             jobs: TaskTracker::new(),
             cancel: CancellationToken::new(),

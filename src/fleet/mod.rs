@@ -42,6 +42,9 @@ pub struct Fleet {
     pub running: Arc<RunningJobs>,
     pub supervisor: Addr<SupervisorActor>,
     pub dispatcher: Addr<DispatcherActor>,
+    /// The in-flight permits of `fleet.max_in_flight`, FIFO for jobs. Background
+    /// polls only ever take a free one (`try_acquire`), so no job queues behind them.
+    pub admission: Arc<tokio::sync::Semaphore>,
     arbiters: Arc<Arbiters>,
 }
 
@@ -111,8 +114,10 @@ impl Fleet {
         let running = RunningJobs::new();
         let disp_running = running.clone();
         let disp_cfg = cfg.clone();
+        let admission = Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight.max(1)));
+        let disp_admission = admission.clone();
         let dispatcher = DispatcherActor::start_in_arbiter(&control.handle(), move |_| {
-            DispatcherActor::new(disp_registry, disp_running, disp_cfg)
+            DispatcherActor::new(disp_registry, disp_running, disp_cfg, disp_admission)
         });
         let mut guards = Vec::with_capacity(n + 1);
         for a in &device_arbiters {
@@ -128,6 +133,7 @@ impl Fleet {
             running,
             supervisor,
             dispatcher,
+            admission,
             arbiters: Arc::new(Arbiters {
                 arbiters,
                 _tasks: guards,

@@ -1,5 +1,5 @@
 //! The `snmp` module: `snmp.get`, `snmp.get_next`, `snmp.walk`, `snmp.bulkwalk`,
-//! `snmp.set` and `snmp.interfaces`. OIDs are numeric or MIB names (`sysDescr.0`,
+//! `snmp.set`, `snmp.interfaces` and `snmp.traps`. OIDs are numeric or MIB names (`sysDescr.0`,
 //! `ifHCInOctets`); every value comes back typed (`{"oid", "name", "type",
 //! "value"}`), exceptions such as `noSuchObject` included rather than hidden.
 
@@ -70,6 +70,8 @@ pub(super) async fn run(name: &str, call: &Call) -> Result<Value, FunctionError>
             };
             Ok(interfaces(&table, &base, &xtable, &ext))
         }
+        // Kept by the trap listener; the device's agent is not asked.
+        "traps" => Ok(Value::Array(call.events.recent(&call.id))),
         _ => Err(FunctionError::NotAvailable(format!("snmp.{name}"))),
     }
 }

@@ -237,6 +237,7 @@ pub const FUNCTIONS: &[Spec] = &[
     row("snmp.get_next", SNMP, "GETNEXT one or more OIDs.\n\nCLI Example:\n\n    salt '*' snmp.get_next sysDescr\n", VARARGS),
     row("snmp.interfaces", SNMP, "The ifTable joined with the ifXTable, one dict per interface.\n\nCLI Example:\n\n    salt '*' snmp.interfaces\n", none()),
     row("snmp.set", SNMP, "SET values given as OID TYPE VALUE triples.\n\nCLI Example:\n\n    salt '*' snmp.set sysContact.0 s noc@example.net\n", VARARGS),
+    row("snmp.traps", SNMP, "The device's most recent SNMP traps and informs (oldest first), as the trap listener received them.\n\nCLI Example:\n\n    salt '*' snmp.traps\n", none()),
     row("snmp.walk", SNMP, "Walk a subtree with GETNEXT.\n\nCLI Example:\n\n    salt '*' snmp.walk ifDescr\n", args(&["oid"])),
     row("state.apply", None, "Apply states: the highstate (top.sls) without arguments, or the named SLS files (comma-separated); test=True predicts without changing anything, saltenv picks the environment.\n\nCLI Example:\n\n    salt '*' state.apply\n    salt '*' state.apply vlans test=True\n", ArgSpec { args: &["mods"], defaults: &["null"], varargs: None, kwargs: Some("kwargs") }),
     row("state.highstate", None, "Apply the states the top file assigns to this device.\n\nCLI Example:\n\n    salt '*' state.highstate test=True\n", ArgSpec { args: &["test"], defaults: &["null"], varargs: None, kwargs: Some("kwargs") }),

@@ -11,7 +11,7 @@ use drover::run::Daemon;
 
 use crate::support::*;
 
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -20,7 +20,7 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -109,7 +109,7 @@ async fn prometheus_scrapes_device_up() {
     daemon.stop().await;
 }
 
-fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+pub(crate) fn which(name: &str) -> Result<std::path::PathBuf, ()> {
     std::env::var_os("PATH")
         .and_then(|p| {
             std::env::split_paths(&p)

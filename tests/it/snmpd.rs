@@ -13,7 +13,7 @@ use drover::drivers::snmp::{
 };
 
 /// (user, auth proto, auth pass, priv proto, priv pass, Net-SNMP -a, -x)
-const USERS: [(&str, AuthProtocol, &str, PrivProtocol, &str, &str, &str); 5] = [
+pub(crate) const USERS: [(&str, AuthProtocol, &str, PrivProtocol, &str, &str, &str); 5] = [
     (
         "shaaes",
         AuthProtocol::Sha1,
@@ -61,7 +61,7 @@ const USERS: [(&str, AuthProtocol, &str, PrivProtocol, &str, &str, &str); 5] = [
     ),
 ];
 
-fn which(bin: &str) -> Option<PathBuf> {
+pub(crate) fn which(bin: &str) -> Option<PathBuf> {
     for dir in [
         "/usr/sbin",
         "/usr/bin",
@@ -79,7 +79,7 @@ fn which(bin: &str) -> Option<PathBuf> {
 }
 
 /// Make sure snmpd and the Net-SNMP tools exist; try apt-get once (bounded).
-fn ensure_netsnmp() -> bool {
+pub(crate) fn ensure_netsnmp() -> bool {
     if which("snmpd").is_some() && which("snmpget").is_some() {
         return true;
     }
@@ -120,7 +120,7 @@ macro_rules! require_netsnmp {
     };
 }
 
-struct Agent {
+pub(crate) struct Agent {
     child: Option<Child>,
     dir: tempfile::TempDir,
     port: u16,
@@ -134,7 +134,7 @@ fn free_udp_port() -> u16 {
 }
 
 impl Agent {
-    fn start() -> Agent {
+    pub(crate) fn start() -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut conf =
             String::from("rocommunity public 127.0.0.1\nrwcommunity private 127.0.0.1\n");
@@ -195,19 +195,19 @@ impl Agent {
         }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     /// Run a Net-SNMP tool with numeric output (bounded by -t/-r).
-    fn netsnmp(&self, tool: &str, auth: &[&str], args: &[&str]) -> String {
+    pub(crate) fn netsnmp(&self, tool: &str, auth: &[&str], args: &[&str]) -> String {
         let out = Command::new(which(tool).expect("tool"))
             .args(auth)
             .args(["-On", "-Oe", "-Ox", "-t", "2", "-r", "1"])
@@ -249,7 +249,7 @@ fn user(i: usize) -> UsmUser {
     }
 }
 
-fn v3_args(i: usize) -> Vec<String> {
+pub(crate) fn v3_args(i: usize) -> Vec<String> {
     let (u, _, ap, _, pp, a, x) = &USERS[i];
     [
         "-v3", "-l", "authPriv", "-u", u, "-a", a, "-A", ap, "-x", x, "-X", pp,

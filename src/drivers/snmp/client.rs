@@ -22,8 +22,9 @@ type Result<T> = std::result::Result<T, SnmpError>;
 
 /// Hard cap on rows returned by one walk, whatever the agent does.
 pub const MAX_WALK_ROWS: usize = 100_000;
-/// max-repetitions used by bulkwalk (Net-SNMP's snmpbulkwalk default).
-const BULKWALK_REPETITIONS: u32 = 10;
+/// Varbinds asked for in one GETBULK of a multi-column walk (columns times
+/// max-repetitions): about what fits a 64 KiB reply without `tooBig`.
+const MAX_BULK_VARBINDS: u32 = 500;
 /// msgMaxSize we advertise (largest UDP payload over IPv4).
 const MAX_MESSAGE_SIZE: i32 = 65_507;
 /// Report-driven resynchronisations per request before giving up.
@@ -139,8 +140,14 @@ impl SnmpClient {
         self.finish_walk(root, rows).await
     }
 
-    /// Walk `root` with GETBULK (falls back to GETNEXT for SNMPv1).
+    /// Walk `root` with GETBULK of snmp_exporter's default size (GETNEXT for SNMPv1).
     pub async fn bulkwalk(&self, root: &Oid) -> Result<Vec<VarBind>> {
+        self.bulkwalk_with(root, super::config::DEFAULT_MAX_REPETITIONS)
+            .await
+    }
+
+    /// Walk `root` with GETBULK of `max_repetitions` (GETNEXT for SNMPv1).
+    pub async fn bulkwalk_with(&self, root: &Oid, max_repetitions: u32) -> Result<Vec<VarBind>> {
         if self.inner.target.version == SnmpVersion::V1 {
             return self.walk(root).await;
         }
@@ -148,7 +155,7 @@ impl SnmpClient {
         let mut current = root.clone();
         'outer: while rows.len() < MAX_WALK_ROWS {
             let vbs = self
-                .get_bulk(std::slice::from_ref(&current), 0, BULKWALK_REPETITIONS)
+                .get_bulk(std::slice::from_ref(&current), 0, max_repetitions.max(1))
                 .await?;
             if vbs.is_empty() {
                 break;
@@ -167,6 +174,84 @@ impl SnmpClient {
             }
         }
         self.finish_walk(root, rows).await
+    }
+
+    /// Walks several columns side by side, each GETBULK carrying every unfinished
+    /// column (up to 500 varbinds a request), and answers the
+    /// `non_repeaters` (GETNEXT of each, e.g. `sysUpTime` for `sysUpTime.0`) in the
+    /// first request. SNMPv1 walks each column with GETNEXT instead.
+    pub async fn walk_columns(
+        &self,
+        non_repeaters: &[Oid],
+        columns: &[Oid],
+        max_repetitions: u32,
+    ) -> Result<ColumnWalk> {
+        let mut out = ColumnWalk {
+            scalars: Vec::new(),
+            columns: vec![Vec::new(); columns.len()],
+            requests: 0,
+        };
+        if self.inner.target.version == SnmpVersion::V1 {
+            if !non_repeaters.is_empty() {
+                out.scalars = self.get_next(non_repeaters).await?;
+                out.requests += 1;
+            }
+            for (i, c) in columns.iter().enumerate() {
+                out.columns[i] = self.walk(c).await?;
+                out.requests += out.columns[i].len() + 1;
+            }
+            return Ok(out);
+        }
+        let reps = max_repetitions.clamp(1, MAX_BULK_VARBINDS);
+        let per_request = (MAX_BULK_VARBINDS / reps).max(1) as usize;
+        // (column, where it has got to); a column leaves when it ends.
+        let mut active: Vec<(usize, Oid)> = columns.iter().cloned().enumerate().collect();
+        let mut scalars = non_repeaters.to_vec();
+        let mut rows = 0usize;
+        while !active.is_empty() && rows < MAX_WALK_ROWS {
+            let batch: Vec<(usize, Oid)> = active.iter().take(per_request).cloned().collect();
+            let nr = scalars.len();
+            let mut ask = std::mem::take(&mut scalars);
+            ask.extend(batch.iter().map(|(_, o)| o.clone()));
+            let vbs = self.get_bulk(&ask, nr as u32, reps).await?;
+            out.requests += 1;
+            let mut vbs = vbs.into_iter();
+            out.scalars.extend(vbs.by_ref().take(nr));
+            let rest: Vec<VarBind> = vbs.collect();
+            if rest.is_empty() {
+                // An agent that answers nothing for live columns would loop us.
+                break;
+            }
+            let mut ended = vec![false; batch.len()];
+            let mut current: Vec<Oid> = batch.iter().map(|(_, o)| o.clone()).collect();
+            // Repetitions come interleaved: row r holds one varbind per column.
+            for (n, vb) in rest.into_iter().enumerate() {
+                let slot = n % batch.len();
+                if ended[slot] {
+                    continue;
+                }
+                let (col, _) = &batch[slot];
+                match self.walk_step(&columns[*col], &current[slot], vb) {
+                    Some(vb) => {
+                        current[slot] = vb.oid.clone();
+                        out.columns[*col].push(vb);
+                        rows += 1;
+                    }
+                    None => ended[slot] = true,
+                }
+            }
+            for (slot, (col, _)) in batch.iter().enumerate() {
+                let pos = active.iter().position(|(c, _)| c == col);
+                if let Some(pos) = pos {
+                    if ended[slot] {
+                        active.remove(pos);
+                    } else {
+                        active[pos].1 = current[slot].clone();
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Apply the walk stop rules to one returned varbind: None ends the walk.
@@ -441,6 +526,22 @@ impl SnmpClient {
     }
 }
 
+/// What [`SnmpClient::walk_columns`] found: the non-repeaters' answers in order,
+/// each column's rows in order, and how many requests it took.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnWalk {
+    pub scalars: Vec<VarBind>,
+    pub columns: Vec<Vec<VarBind>>,
+    pub requests: usize,
+}
+
+impl ColumnWalk {
+    /// Varbinds returned, as snmp_exporter's `snmp_scrape_pdus_returned` counts them.
+    pub fn varbinds(&self) -> usize {
+        self.scalars.len() + self.columns.iter().map(Vec::len).sum::<usize>()
+    }
+}
+
 fn nulls(oids: &[Oid]) -> Vec<VarBind> {
     oids.iter().cloned().map(VarBind::null).collect()
 }
@@ -596,6 +697,90 @@ mod tests {
             .block_on(c.walk(&"1.3.6.1.2.1.1".parse().unwrap()))
             .unwrap();
         assert_eq!(rows.len(), 1);
+        drop(c);
+        assert_eq!(agent.join().unwrap(), 2);
+    }
+
+    /// Columns walked side by side: the first request carries the non-repeaters,
+    /// replies cut short (as agents cut GETBULK replies to fit) resume where each
+    /// column got to, and each column stops at its own end.
+    #[test]
+    fn walk_columns_interleaves_and_resumes_cut_replies() {
+        let mib: Vec<(Oid, SnmpValue)> = [
+            ("1.3.6.1.2.1.1.3.0", SnmpValue::TimeTicks(500)),
+            ("1.3.6.1.2.1.2.1.0", SnmpValue::Integer(3)),
+            (
+                "1.3.6.1.2.1.2.2.1.2.1",
+                SnmpValue::OctetString(b"lo".to_vec()),
+            ),
+            (
+                "1.3.6.1.2.1.2.2.1.2.2",
+                SnmpValue::OctetString(b"eth0".to_vec()),
+            ),
+            (
+                "1.3.6.1.2.1.2.2.1.2.3",
+                SnmpValue::OctetString(b"eth1".to_vec()),
+            ),
+            ("1.3.6.1.2.1.2.2.1.8.1", SnmpValue::Integer(1)),
+            ("1.3.6.1.2.1.2.2.1.8.2", SnmpValue::Integer(2)),
+            ("1.3.6.1.2.1.2.2.1.8.3", SnmpValue::Integer(1)),
+            ("1.3.6.1.2.1.2.2.1.9.1", SnmpValue::TimeTicks(0)),
+        ]
+        .into_iter()
+        .map(|(o, v)| (o.parse().unwrap(), v))
+        .collect();
+        let (addr, agent) = fake_agent(2, move |req| {
+            let Message::Community(mut m) = decode_message(req).ok()? else {
+                return None;
+            };
+            let next = |o: &Oid| {
+                mib.iter()
+                    .find(|(k, _)| k > o)
+                    .map(|(k, v)| VarBind::new(k.clone(), v.clone()))
+                    .unwrap_or_else(|| VarBind::new(o.clone(), SnmpValue::EndOfMibView))
+            };
+            let nr = m.pdu.error_status as usize;
+            let reps = m.pdu.error_index as usize;
+            let (fixed, repeat) = m.pdu.varbinds.split_at(nr);
+            let mut out: Vec<VarBind> = fixed.iter().map(|vb| next(&vb.oid)).collect();
+            let mut cur: Vec<Oid> = repeat.iter().map(|vb| vb.oid.clone()).collect();
+            for _ in 0..reps {
+                let row: Vec<VarBind> = cur.iter().map(&next).collect();
+                cur = row.iter().map(|vb| vb.oid.clone()).collect();
+                out.extend(row);
+            }
+            // Cut to 5 varbinds, mid-row, as a size limit would.
+            out.truncate(nr + 5);
+            m.pdu.pdu_type = PduType::Response;
+            m.pdu.error_status = 0;
+            m.pdu.error_index = 0;
+            m.pdu.varbinds = out;
+            Some(encode_message(&Message::Community(m)))
+        });
+        let transport = SnmpTransport::new(1).unwrap();
+        let c = SnmpClient::new(target(addr, SnmpVersion::V2c, None), transport);
+        let o = |s: &str| -> Oid { s.parse().unwrap() };
+        let w = rt()
+            .block_on(c.walk_columns(
+                &[o("1.3.6.1.2.1.1.3"), o("1.3.6.1.2.1.2.1")],
+                &[o("1.3.6.1.2.1.2.2.1.2"), o("1.3.6.1.2.1.2.2.1.8")],
+                25,
+            ))
+            .unwrap();
+        assert_eq!(w.scalars.len(), 2);
+        assert_eq!(w.scalars[1].value, SnmpValue::Integer(3));
+        let idx = |col: &[VarBind]| -> Vec<u32> {
+            col.iter()
+                .map(|vb| *vb.oid.arcs().last().unwrap())
+                .collect()
+        };
+        assert_eq!(idx(&w.columns[0]), [1, 2, 3]);
+        assert_eq!(idx(&w.columns[1]), [1, 2, 3]);
+        assert_eq!(w.columns[1][1].value, SnmpValue::Integer(2));
+        assert_eq!(w.varbinds(), 8);
+        // The first reply is cut after eth1's ifDescr; the second resumes each
+        // column from its own place and runs both past their ends.
+        assert_eq!(w.requests, 2);
         drop(c);
         assert_eq!(agent.join().unwrap(), 2);
     }

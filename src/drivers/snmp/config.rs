@@ -38,6 +38,16 @@ pub struct SnmpConfig {
     /// Retransmissions after a timeout, at most 10.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// GETBULK max-repetitions for `snmp.bulkwalk` and background polls, 1 to 1000.
+    #[serde(default = "default_max_repetitions")]
+    pub max_repetitions: u32,
+}
+
+/// snmp_exporter's default: about half the round trips of Net-SNMP's 10.
+pub const DEFAULT_MAX_REPETITIONS: u32 = 25;
+
+fn default_max_repetitions() -> u32 {
+    DEFAULT_MAX_REPETITIONS
 }
 
 fn default_port() -> u16 {
@@ -59,6 +69,9 @@ fn default_retries() -> u32 {
 impl DriverSettings for SnmpConfig {
     fn check(&mut self, _base: &Path) -> Result<(), FieldError> {
         self.retries = self.retries.min(10);
+        if !(1..=1000).contains(&self.max_repetitions) {
+            return Err(FieldError::new("max_repetitions", "must be 1 to 1000"));
+        }
         if self.version != SnmpVersion::V3 {
             return Ok(());
         }

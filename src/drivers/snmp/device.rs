@@ -27,6 +27,7 @@ const SYSTEM: [(&str, &str); 6] = [
 #[derive(Clone)]
 pub struct SnmpDevice {
     client: SnmpClient,
+    max_repetitions: u32,
 }
 
 impl SnmpDevice {
@@ -55,6 +56,7 @@ impl SnmpDevice {
         };
         SnmpDevice {
             client: SnmpClient::new(target, transport),
+            max_repetitions: cfg.max_repetitions,
         }
     }
 
@@ -114,8 +116,30 @@ impl SnmpDevice {
         if self.client.target().version == SnmpVersion::V1 {
             self.client.walk(root).await
         } else {
-            self.client.bulkwalk(root).await
+            self.client.bulkwalk_with(root, self.max_repetitions).await
         }
+    }
+
+    /// Several columns walked side by side (see [`SnmpClient::walk_columns`]), with
+    /// this device's max-repetitions unless `max_repetitions` says otherwise.
+    pub async fn walk_columns(
+        &self,
+        non_repeaters: &[Oid],
+        columns: &[Oid],
+        max_repetitions: Option<u32>,
+    ) -> Result<super::ColumnWalk, SnmpError> {
+        let reps = max_repetitions.unwrap_or(self.max_repetitions);
+        self.client.walk_columns(non_repeaters, columns, reps).await
+    }
+
+    /// The agent's address, to match traps from it.
+    pub fn addr(&self) -> SocketAddr {
+        self.client.target().addr
+    }
+
+    /// The agent's address, version, community and user, to check its traps.
+    pub fn target(&self) -> &SnmpTarget {
+        self.client.target()
     }
 
     pub fn is_v1(&self) -> bool {

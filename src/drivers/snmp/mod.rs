@@ -35,13 +35,14 @@ mod error;
 mod mib;
 mod pdu;
 mod transport;
+pub mod trap;
 pub mod usm;
 mod value;
 
 use std::fmt;
 
-pub use client::SnmpClient;
-pub use config::SnmpConfig;
+pub use client::{ColumnWalk, SnmpClient};
+pub use config::{SnmpConfig, DEFAULT_MAX_REPETITIONS};
 pub use error::SnmpError;
 pub use mib::oid_name;
 pub use pdu::{
