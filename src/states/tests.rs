@@ -371,3 +371,11 @@ async fn single_and_unknown_states() {
     let no = no_top_match();
     assert_eq!(no.retcode, 2);
 }
+
+#[tokio::test]
+async fn a_template_past_the_inline_budget_renders_on_the_blocking_pool() {
+    let sls = "{% set n = namespace(c=0) %}{% for i in range(60000) %}{% set n.c = n.c + 1 %}{% endfor %}\nx:\n  test.nop:\n    - name: \"{{ n.c }}\"\n";
+    let dev = Dev::new(&[("big.sls", sls)]);
+    let c = compile(&dev, &["big".into()], &opts(false)).await.unwrap();
+    assert_eq!(c.chunks[0].name, "60000");
+}
