@@ -35,7 +35,7 @@ fn which(bin: &str) -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
-fn have_ovs() -> bool {
+pub(crate) fn have_ovs() -> bool {
     ["ovsdb-server", "ovsdb-tool", "ovs-vsctl"]
         .iter()
         .all(|b| which(b).is_some())
@@ -43,7 +43,7 @@ fn have_ovs() -> bool {
 }
 
 /// Make sure ovsdb-server and friends exist; try apt-get once (bounded).
-fn ensure_ovs() -> bool {
+pub(crate) fn ensure_ovs() -> bool {
     static ONCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ONCE.get_or_init(|| {
         if have_ovs() {
@@ -91,7 +91,7 @@ pub struct OvsServer {
 
 impl OvsServer {
     /// A fresh database from `schema` (the real one unless given), initialised.
-    fn start(port: u16, schema: Option<&str>) -> OvsServer {
+    pub(crate) fn start(port: u16, schema: Option<&str>) -> OvsServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let schema_path = match schema {
             Some(text) => {
@@ -183,14 +183,14 @@ impl OvsServer {
         )
     }
 
-    fn vsctl_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn vsctl_ok(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.vsctl(args);
         assert!(ok, "ovs-vsctl {args:?}: {err}");
         out
     }
 
     /// `ovs-vsctl` output lines, as Salt splits them (empty output: no lines).
-    fn lines(&self, args: &[&str]) -> Value {
+    pub(crate) fn lines(&self, args: &[&str]) -> Value {
         let out = self.vsctl_ok(args);
         if out.is_empty() {
             return json!([]);
@@ -198,7 +198,7 @@ impl OvsServer {
         json!(out.split('\n').collect::<Vec<_>>())
     }
 
-    fn inventory_entry(&self, id: &str, unix: bool) -> String {
+    pub(crate) fn inventory_entry(&self, id: &str, unix: bool) -> String {
         let url = if unix {
             format!("unix:{}", self.sock().display())
         } else {

@@ -79,7 +79,7 @@ fn which(bin: &str) -> Option<PathBuf> {
 }
 
 /// Make sure snmpd and the Net-SNMP tools exist; try apt-get once (bounded).
-fn ensure_netsnmp() -> bool {
+pub(crate) fn ensure_netsnmp() -> bool {
     if which("snmpd").is_some() && which("snmpget").is_some() {
         return true;
     }
@@ -120,7 +120,7 @@ macro_rules! require_netsnmp {
     };
 }
 
-struct Agent {
+pub(crate) struct Agent {
     child: Option<Child>,
     dir: tempfile::TempDir,
     port: u16,
@@ -134,7 +134,7 @@ fn free_udp_port() -> u16 {
 }
 
 impl Agent {
-    fn start() -> Agent {
+    pub(crate) fn start() -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut conf =
             String::from("rocommunity public 127.0.0.1\nrwcommunity private 127.0.0.1\n");
@@ -202,12 +202,12 @@ impl Agent {
         }
     }
 
-    fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     /// Run a Net-SNMP tool with numeric output (bounded by -t/-r).
-    fn netsnmp(&self, tool: &str, auth: &[&str], args: &[&str]) -> String {
+    pub(crate) fn netsnmp(&self, tool: &str, auth: &[&str], args: &[&str]) -> String {
         let out = Command::new(which(tool).expect("tool"))
             .args(auth)
             .args(["-On", "-Oe", "-Ox", "-t", "2", "-r", "1"])
@@ -839,7 +839,7 @@ async fn fleet_manages_snmp_devices_like_netsnmp_sees_them() {
 }
 
 /// The tools run with `-Ox`: strings come back as hex bytes.
-fn unhex(s: &str) -> String {
+pub(crate) fn unhex(s: &str) -> String {
     let bytes: Vec<u8> = s
         .split_whitespace()
         .map(|b| b.trim_matches('"'))
