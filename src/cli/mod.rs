@@ -17,6 +17,7 @@ mod cmd;
 mod demo;
 mod devices;
 mod devsim;
+mod highstate;
 mod output;
 mod soak;
 

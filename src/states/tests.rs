@@ -204,6 +204,14 @@ async fn highstate_test_then_real_then_idempotent() {
     let dev = Dev::new(&tree());
     let top = show_top(&dev, &opts(false)).await.unwrap();
     assert_eq!(top, json!({"base": ["web"]}));
+    let low = compile(&dev, &[], &opts(false)).await.unwrap();
+    let first = serde_json::to_value(&low.chunks[0]).unwrap();
+    assert_eq!(first["state"], "pkg", "{first}");
+    assert_eq!(
+        first["version"], "2.4",
+        "arguments are flat, as Salt's low chunks: {first}"
+    );
+    assert_eq!(first["__sls__"], "web");
 
     let t = highstate(&dev, true).await;
     assert_eq!(t.retcode, 0, "{}", t.ret);
