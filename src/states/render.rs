@@ -324,15 +324,31 @@ fn render_jinja(
     let tmpl = env
         .template_from_named_str(&name, &source)
         .map_err(|e| fail(&e))?;
-    let out = tmpl.render(context(vars, bridge)).map_err(|e| fail(&e))?;
-    if out.len() > MAX_RENDERED_BYTES {
-        return Err((
-            format!("rendered text is over {MAX_RENDERED_BYTES} bytes"),
-            name,
-            None,
-        ));
+    // Written through a cap, so a template that loops over huge strings stops at
+    // the cap instead of growing until the process runs out of memory.
+    let mut out = Capped(Vec::new());
+    tmpl.render_captured_to(context(vars, bridge), &mut out)
+        .map_err(|e| fail(&e))?;
+    String::from_utf8(out.0).map_err(|_| ("rendered text is not UTF-8".to_owned(), name, None))
+}
+
+/// Rendered text, refused past [`MAX_RENDERED_BYTES`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other(format!(
+                "rendered text is over {MAX_RENDERED_BYTES} bytes"
+            )));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
     }
-    Ok(out)
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Serves the blocking render's requests until it finishes.
@@ -518,6 +534,7 @@ mod tests {
             "{% import 'fuzz.sls' as x %}",
             &"[".repeat(10_000),
             &"a:\n  ".repeat(2_000),
+            "{% for i in range(1000) %}{{ 'x' * 99999999 }}{% endfor %}",
             "{{ undefined_thing }}",
         ] {
             fuzz_one(t);

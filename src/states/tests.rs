@@ -328,6 +328,7 @@ async fn errors_name_file_line_and_device() {
         ("yaml.sls", "a:\n  b: [\n"),
         ("imp.sls", "{% import_yaml 'defaults.yaml' as d %}\nz:\n  test.nop:\n    - name: \"{{ d.x | join(',') }}\"\n"),
         ("defaults.yaml", "x: [1, 2]\n"),
+        ("huge.sls", "{% for i in range(1000) %}{{ 'x' * 99999999 }}{% endfor %}"),
     ]);
     let Err(StateError::Compile(e)) = compile(&dev, &["bad".into()], &opts(false)).await else {
         panic!()
@@ -356,6 +357,13 @@ async fn errors_name_file_line_and_device() {
         panic!()
     };
     assert_eq!(e, ["No matching sls found for 'nope' in env 'base'"]);
+    let Err(StateError::Compile(e)) = compile(&dev, &["huge".into()], &opts(false)).await else {
+        panic!()
+    };
+    assert!(
+        e[0].contains("rendered text is over") && e[0].contains("huge.sls"),
+        "{e:?}"
+    );
     let c = compile(&dev, &["imp".into()], &opts(false)).await.unwrap();
     assert_eq!(c.chunks[0].name, "1,2");
 }
