@@ -3,9 +3,10 @@
 //! `file_roots` directories), declared here, below the state system, so that states
 //! never import a master. [`FileRoots`] is the local implementation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
@@ -74,16 +75,34 @@ pub fn clean_path(path: &str) -> Result<String, FileError> {
     Ok(parts.join("/"))
 }
 
+/// How long [`FileRoots`] serves a file it read without reading it again: a
+/// fleet-wide state run reads each file once, and an edit shows within this time.
+pub const FILE_TTL: Duration = Duration::from_secs(2);
+
+type Cache = HashMap<(String, String), (Instant, Option<Arc<str>>)>;
+
 /// The local master's file server: Salt's `file_roots` layout, `{saltenv: [dir,
 /// ...]}`, the first directory holding a path wins (as Salt's roots backend).
 #[derive(Debug, Clone, Default)]
 pub struct FileRoots {
     roots: BTreeMap<String, Vec<PathBuf>>,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl FileRoots {
     pub fn new(roots: BTreeMap<String, Vec<PathBuf>>) -> FileRoots {
-        FileRoots { roots }
+        FileRoots {
+            roots,
+            cache: Arc::default(),
+        }
+    }
+
+    fn cached(&self, env: &str, rel: &str) -> Option<Option<Arc<str>>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(&(env.to_owned(), rel.to_owned()))
+            .filter(|(at, _)| at.elapsed() < FILE_TTL)
+            .map(|(_, text)| text.clone())
     }
 
     async fn read(dir: &Path, rel: &str) -> Result<Option<Arc<str>>, FileError> {
@@ -166,12 +185,24 @@ impl FileSource for FileRoots {
     ) -> BoxFuture<'a, Result<Option<Arc<str>>, FileError>> {
         Box::pin(async move {
             let rel = clean_path(path)?;
+            if let Some(hit) = self.cached(saltenv, &rel) {
+                return Ok(hit);
+            }
+            let mut found = None;
             for dir in self.roots.get(saltenv).into_iter().flatten() {
                 if let Some(text) = FileRoots::read(dir, &rel).await? {
-                    return Ok(Some(text));
+                    found = Some(text);
+                    break;
                 }
             }
-            Ok(None)
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            // Bounded: a hostile tree cannot grow the cache past its files, but
+            // requests for paths that do not exist could; drop it all when large.
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert((saltenv.to_owned(), rel), (Instant::now(), found.clone()));
+            Ok(found)
         })
     }
 }

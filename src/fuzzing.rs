@@ -20,7 +20,7 @@ pub type Entry = fn(&[u8]);
 
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and
 /// `fuzz/corpus/<name>/` call them.
-pub const TARGETS: [(&str, Entry); 8] = [
+pub const TARGETS: [(&str, Entry); 9] = [
     ("snmp_decode", snmp_decode),
     ("http_reply", http_reply),
     ("salt_envelope", salt_envelope),
@@ -29,6 +29,7 @@ pub const TARGETS: [(&str, Entry); 8] = [
     ("target_parse", target_parse),
     ("netconf_framing", netconf_framing),
     ("netconf_xml", netconf_xml),
+    ("sls_pipeline", sls_pipeline),
 ];
 
 /// Inputs larger than this are cut: the decoders' caps are far below it, and longer
@@ -375,6 +376,15 @@ pub fn netconf_xml(data: &[u8]) {
         assert!(text.get(root.inner.clone()).is_some());
     }
     let _ = xml::to_json(text);
+}
+
+/// The SLS pipeline on hostile text: Jinja (minijinja, fuel-bounded), the YAML
+/// stage and the compiler (requisites, order, extend), with no device behind it.
+pub fn sls_pipeline(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(cap(data)) else {
+        return;
+    };
+    crate::states::fuzz_pipeline(text);
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// builds under the same harness and simulator.
     #[arg(long)]
     pub daemon: Option<PathBuf>,
+    /// Also time `state.apply` of a ten-state SLS on the REST devices (test=True,
+    /// for real, then again with nothing to change) through the local API.
+    #[arg(long)]
+    pub states: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -182,7 +186,53 @@ pub struct Run {
     pub ping: Ping,
     pub throughput: Throughput,
     pub cpu: Cpu,
+    /// `state.apply` rounds (with `--states`).
+    pub states: Vec<StateRound>,
 }
+
+/// One `state.apply` of [`BENCH_SLS`] to every REST device.
+#[derive(Debug, Serialize)]
+pub struct StateRound {
+    pub label: &'static str,
+    pub job: JobStats,
+    /// The daemon's CPU for the round, divided by the returns.
+    pub cpu_ms_per_device: Option<f64>,
+}
+
+/// The SLS `--states` applies: ten states over Jinja, grains, packages, services and
+/// requisites, five of which ask the device (one HTTP request each).
+pub const BENCH_SLS: &str = r#"{% set pkgs = ['coreutils', 'apache', 'tinc'] %}
+{% for p in pkgs %}
+pkg-{{ p }}:
+  pkg.installed:
+    - name: {{ p }}
+{% endfor %}
+apache:
+  service.running:
+    - watch:
+      - pkg: pkg-apache
+redbull:
+  service.running:
+    - require:
+      - pkg: pkg-tinc
+hello:
+  test.succeed_without_changes:
+    - name: hello {{ grains['id'] }}
+pretend:
+  test.configurable_test_state:
+    - changes: False
+    - require:
+      - hello
+nop-1:
+  test.nop: []
+nop-2:
+  test.nop:
+    - onchanges:
+      - pkg: pkg-coreutils
+last:
+  test.succeed_without_changes:
+    - order: last
+"#;
 
 #[derive(Debug, Serialize, Default)]
 pub struct Ping {
@@ -330,6 +380,8 @@ fn measure(
     let port = free_port()?;
     let config = dir.join("drover.toml");
     write_config(&config, &inventories, port)?;
+    std::fs::create_dir_all(dir.join("states"))?;
+    std::fs::write(dir.join("states/bench.sls"), BENCH_SLS)?;
     let url = format!("http://127.0.0.1:{port}");
     let log = std::fs::File::create(dir.join("drover.log"))?;
     let started = Instant::now();
@@ -377,6 +429,7 @@ fn measure(
             start_s: cpu_start,
             ..Cpu::default()
         },
+        states: Vec::new(),
     };
     if full {
         let before = proc_stats(pid)?.cpu_seconds;
@@ -443,6 +496,35 @@ fn measure(
             t.ops, t.errors, t.seconds, t.ops_per_sec
         );
         r.throughput = t;
+    }
+    if full && a.states && kind != BenchKind::Snmp && kind != BenchKind::Netconf {
+        for (label, kwarg) in [
+            ("test=True", json!({"test": true})),
+            ("apply", json!({})),
+            ("apply again", json!({})),
+        ] {
+            let body =
+                json!({"tgt": "rest*", "fun": "state.apply", "arg": ["bench"], "kwarg": kwarg});
+            let before = proc_stats(pid)?.cpu_seconds;
+            let t = rt.block_on(run_job(&client, &url, &body))?;
+            let cpu = proc_stats(pid)?.cpu_seconds - before;
+            let mut lat = t.latencies.clone();
+            let job = job_stats(&t, &mut lat);
+            let cpu_ms_per_device = (job.returned > 0).then(|| cpu * 1000.0 / job.returned as f64);
+            eprintln!(
+                "   state.apply ({label}): {}/{} ok, wall {:.3} s, p99 {:.1} ms, cpu {:.3} ms/device",
+                job.ok,
+                job.targeted,
+                job.wall_s,
+                job.p99_ms,
+                cpu_ms_per_device.unwrap_or(0.0)
+            );
+            r.states.push(StateRound {
+                label,
+                job,
+                cpu_ms_per_device,
+            });
+        }
     }
     r.rss_peak_bytes = peak_rss(pid).unwrap_or(0);
     r.load_end = loadavg();
@@ -598,7 +680,7 @@ fn write_config(path: &Path, inventories: &[PathBuf], port: u16) -> Result<()> {
         .map(|n| format!("{:?}", n.to_string_lossy()))
         .collect();
     let text = format!(
-        "inventory = [{}]\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[master]\nkind = \"local\"\n",
+        "inventory = [{}]\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[master]\nkind = \"local\"\nfile_roots = {{ base = [\"states\"] }}\n",
         names.join(", ")
     );
     let mut f = std::fs::File::create(path)?;
@@ -884,6 +966,19 @@ fn table(r: &Report) -> String {
         r.settings.duration_s,
         r.settings.concurrency
     ));
+    for run in &r.runs {
+        for st in &run.states {
+            out.push_str(&format!(
+                "\nstate.apply of a ten-state SLS ({}) to {} devices: {}/{} ok, wall {:.3} s, Drover CPU {:.3} ms/device",
+                st.label,
+                st.job.targeted,
+                st.job.ok,
+                st.job.targeted,
+                st.job.wall_s,
+                st.cpu_ms_per_device.unwrap_or(0.0)
+            ));
+        }
+    }
     out
 }
 

@@ -18,6 +18,7 @@ mod demo;
 mod devices;
 mod devsim;
 mod health_bench;
+mod highstate;
 mod output;
 mod soak;
 

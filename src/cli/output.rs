@@ -38,8 +38,18 @@ pub fn render(returns: &BTreeMap<String, Return>, fmt: OutputFormat) -> String {
         OutputFormat::Nested => {
             let mut out = String::new();
             for (id, v) in &map {
-                let _ = writeln!(out, "{id}:");
-                nested(&mut out, v, 4);
+                // State runs print as Salt's `highstate` outputter prints them.
+                let highstate = returns
+                    .get(id)
+                    .and_then(|r| drover::functions::outputter(&r.fun))
+                    == Some("highstate");
+                match v {
+                    Value::Object(m) if highstate => super::highstate::render(&mut out, id, m),
+                    _ => {
+                        let _ = writeln!(out, "{id}:");
+                        nested(&mut out, v, 4);
+                    }
+                }
             }
             out
         }
@@ -58,7 +68,7 @@ fn scalar(v: &Value) -> String {
 
 /// Salt's nested outputter: dicts open with a `----------` rule, keys sorted, values
 /// indented four spaces; lists as `- item`.
-fn nested(out: &mut String, v: &Value, indent: usize) {
+pub(super) fn nested(out: &mut String, v: &Value, indent: usize) {
     let pad = " ".repeat(indent);
     match v {
         Value::Object(m) => {

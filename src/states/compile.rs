@@ -89,7 +89,9 @@ pub struct Chunk {
     #[serde(rename = "__env__")]
     pub env: String,
     pub order: f64,
-    /// The state function's arguments (with `name`), requisites removed.
+    /// The state function's arguments (with `name`), requisites removed; flat in
+    /// `show_lowstate`, as Salt's low chunks are.
+    #[serde(flatten)]
     pub args: Map<String, Value>,
     pub failhard: bool,
     /// Resolved requisites: kind and the indices (into `Compiled::chunks`) of the

@@ -34,6 +34,9 @@ pub mod limits {
     pub const MAX_YAML_DEPTH: usize = 64;
     /// Jinja instructions per template render (minijinja's fuel).
     pub const JINJA_FUEL: u64 = 20_000_000;
+    /// Fuel of the first, inline try of a render on the device's own thread; a
+    /// template that needs more renders on the blocking pool instead.
+    pub const INLINE_FUEL: u64 = 100_000;
     /// Largest text one template may produce.
     pub const MAX_RENDERED_BYTES: usize = 8 * 1024 * 1024;
 }

@@ -17,7 +17,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::limits::{JINJA_FUEL, MAX_RENDERED_BYTES};
+use super::limits::{INLINE_FUEL, JINJA_FUEL, MAX_RENDERED_BYTES};
 use super::yaml::{self, Ordered};
 use super::{Host, Opts};
 use crate::fileserver::clean_path;
@@ -47,6 +47,8 @@ enum Req {
 #[derive(Clone, Debug)]
 struct Bridge {
     tx: Option<mpsc::Sender<Req>>,
+    /// Set when a render without a channel (the inline try) needed the device.
+    needed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn jerr(msg: impl Into<String>) -> Error {
@@ -55,7 +57,11 @@ fn jerr(msg: impl Into<String>) -> Error {
 
 impl Bridge {
     fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Req) -> Result<T, Error> {
-        let tx = self.tx.as_ref().ok_or_else(|| jerr("no device to ask"))?;
+        let Some(tx) = self.tx.as_ref() else {
+            self.needed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(jerr("no device to ask"));
+        };
         let (otx, orx) = oneshot::channel();
         tx.blocking_send(make(otx))
             .map_err(|_| jerr("the state run was cancelled"))?;
@@ -177,6 +183,7 @@ fn dump_json(v: &JValue) -> Result<String, Error> {
     serde_json::to_string(v).map_err(|e| jerr(e.to_string()))
 }
 
+#[derive(Clone)]
 struct Vars {
     grains: Arc<Value>,
     pillar: Arc<Value>,
@@ -184,10 +191,10 @@ struct Vars {
     src: Source,
 }
 
-fn environment(bridge: &Bridge) -> Environment<'static> {
+fn environment(bridge: &Bridge, fuel: u64) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_fuel(Some(JINJA_FUEL));
+    env.set_fuel(Some(fuel));
     minijinja_contrib::add_to_environment(&mut env);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     let b = bridge.clone();
@@ -297,8 +304,9 @@ fn render_jinja(
     text: &str,
     vars: &Vars,
     bridge: &Bridge,
+    fuel: u64,
 ) -> Result<String, (String, String, Option<usize>)> {
-    let env = environment(bridge);
+    let env = environment(bridge, fuel);
     let name = vars.src.tplfile.clone();
     let fail = |e: &Error| {
         let mut msg = match e.detail() {
@@ -316,15 +324,31 @@ fn render_jinja(
     let tmpl = env
         .template_from_named_str(&name, &source)
         .map_err(|e| fail(&e))?;
-    let out = tmpl.render(context(vars, bridge)).map_err(|e| fail(&e))?;
-    if out.len() > MAX_RENDERED_BYTES {
-        return Err((
-            format!("rendered text is over {MAX_RENDERED_BYTES} bytes"),
-            name,
-            None,
-        ));
+    // Written through a cap, so a template that loops over huge strings stops at
+    // the cap instead of growing until the process runs out of memory.
+    let mut out = Capped(Vec::new());
+    tmpl.render_captured_to(context(vars, bridge), &mut out)
+        .map_err(|e| fail(&e))?;
+    String::from_utf8(out.0).map_err(|_| ("rendered text is not UTF-8".to_owned(), name, None))
+}
+
+/// Rendered text, refused past [`MAX_RENDERED_BYTES`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other(format!(
+                "rendered text is over {MAX_RENDERED_BYTES} bytes"
+            )));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
     }
-    Ok(out)
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Serves the blocking render's requests until it finishes.
@@ -397,11 +421,30 @@ pub(crate) async fn render(
                     }),
                     src: src.clone(),
                 };
+                // Most templates only read grains and pillar: render those here, on a
+                // small fuel budget. One that asks the device for a file or a function,
+                // or needs more work, renders again on the blocking pool, where it may
+                // wait for answers without holding up the device's thread.
+                let inline = Bridge {
+                    tx: None,
+                    needed: Arc::default(),
+                };
+                let first = render_jinja(&body, &vars, &inline, INLINE_FUEL);
+                let retry = inline.needed.load(std::sync::atomic::Ordering::Relaxed)
+                    || matches!(&first, Err((m, _, _)) if m.starts_with(&ErrorKind::OutOfFuel.to_string()));
+                if !retry {
+                    body = first.map_err(|(msg, file, line)| failed(&msg, &file, line))?;
+                    continue;
+                }
                 let (tx, mut rx) = mpsc::channel(1);
-                let bridge = Bridge { tx: Some(tx) };
+                let bridge = Bridge {
+                    tx: Some(tx),
+                    needed: Arc::default(),
+                };
                 let input = std::mem::take(&mut body);
-                let mut job =
-                    tokio::task::spawn_blocking(move || render_jinja(&input, &vars, &bridge));
+                let mut job = tokio::task::spawn_blocking(move || {
+                    render_jinja(&input, &vars, &bridge, JINJA_FUEL)
+                });
                 let res = loop {
                     tokio::select! {
                         Some(req) = rx.recv() => serve(host, &src.saltenv, req).await,
@@ -441,9 +484,12 @@ pub(crate) fn fuzz_one(text: &str) {
             tplfile: "fuzz.sls".into(),
         },
     };
-    let bridge = Bridge { tx: None };
+    let bridge = Bridge {
+        tx: None,
+        needed: Arc::default(),
+    };
     let rendered = match pipeline(text) {
-        Ok(_) => render_jinja(text, &vars, &bridge).ok(),
+        Ok(_) => render_jinja(text, &vars, &bridge, JINJA_FUEL).ok(),
         Err(_) => None,
     };
     if let Some(out) = rendered {
@@ -488,6 +534,7 @@ mod tests {
             "{% import 'fuzz.sls' as x %}",
             &"[".repeat(10_000),
             &"a:\n  ".repeat(2_000),
+            "{% for i in range(1000) %}{{ 'x' * 99999999 }}{% endfor %}",
             "{{ undefined_thing }}",
         ] {
             fuzz_one(t);

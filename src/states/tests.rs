@@ -204,6 +204,14 @@ async fn highstate_test_then_real_then_idempotent() {
     let dev = Dev::new(&tree());
     let top = show_top(&dev, &opts(false)).await.unwrap();
     assert_eq!(top, json!({"base": ["web"]}));
+    let low = compile(&dev, &[], &opts(false)).await.unwrap();
+    let first = serde_json::to_value(&low.chunks[0]).unwrap();
+    assert_eq!(first["state"], "pkg", "{first}");
+    assert_eq!(
+        first["version"], "2.4",
+        "arguments are flat, as Salt's low chunks: {first}"
+    );
+    assert_eq!(first["__sls__"], "web");
 
     let t = highstate(&dev, true).await;
     assert_eq!(t.retcode, 0, "{}", t.ret);
@@ -320,6 +328,7 @@ async fn errors_name_file_line_and_device() {
         ("yaml.sls", "a:\n  b: [\n"),
         ("imp.sls", "{% import_yaml 'defaults.yaml' as d %}\nz:\n  test.nop:\n    - name: \"{{ d.x | join(',') }}\"\n"),
         ("defaults.yaml", "x: [1, 2]\n"),
+        ("huge.sls", "{% for i in range(1000) %}{{ 'x' * 99999999 }}{% endfor %}"),
     ]);
     let Err(StateError::Compile(e)) = compile(&dev, &["bad".into()], &opts(false)).await else {
         panic!()
@@ -348,6 +357,13 @@ async fn errors_name_file_line_and_device() {
         panic!()
     };
     assert_eq!(e, ["No matching sls found for 'nope' in env 'base'"]);
+    let Err(StateError::Compile(e)) = compile(&dev, &["huge".into()], &opts(false)).await else {
+        panic!()
+    };
+    assert!(
+        e[0].contains("rendered text is over") && e[0].contains("huge.sls"),
+        "{e:?}"
+    );
     let c = compile(&dev, &["imp".into()], &opts(false)).await.unwrap();
     assert_eq!(c.chunks[0].name, "1,2");
 }
@@ -370,4 +386,12 @@ async fn single_and_unknown_states() {
     assert_eq!(o.retcode, 2);
     let no = no_top_match();
     assert_eq!(no.retcode, 2);
+}
+
+#[tokio::test]
+async fn a_template_past_the_inline_budget_renders_on_the_blocking_pool() {
+    let sls = "{% set n = namespace(c=0) %}{% for i in range(60000) %}{% set n.c = n.c + 1 %}{% endfor %}\nx:\n  test.nop:\n    - name: \"{{ n.c }}\"\n";
+    let dev = Dev::new(&[("big.sls", sls)]);
+    let c = compile(&dev, &["big".into()], &opts(false)).await.unwrap();
+    assert_eq!(c.chunks[0].name, "60000");
 }

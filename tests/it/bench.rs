@@ -36,6 +36,7 @@ fn bench_runs_tiny_and_writes_every_figure() {
             "10",
             "--up-timeout",
             "60s",
+            "--states",
             "--json",
         ])
         .arg(&json)
@@ -106,4 +107,13 @@ fn bench_runs_tiny_and_writes_every_figure() {
     for k in ["load_start", "load_end"] {
         assert_eq!(r[k].as_array().map(Vec::len), Some(3), "{k}");
     }
+    // --states: three state.apply rounds on the 25 REST devices, all successful.
+    let states = r["states"].as_array().unwrap();
+    assert_eq!(states.len(), 3, "{r}");
+    for st in states {
+        assert_eq!(num(st, "job.targeted"), 25.0, "{st}");
+        assert_eq!(num(st, "job.ok"), 25.0, "{st}");
+        assert!(num(st, "cpu_ms_per_device") >= 0.0);
+    }
+    assert!(table.contains("state.apply of a ten-state SLS"), "{table}");
 }

@@ -277,6 +277,11 @@ fn fuzz_netconf_xml() {
 }
 
 #[test]
+fn fuzz_sls_pipeline() {
+    fuzz("sls_pipeline");
+}
+
+#[test]
 fn mutations_are_reproducible_and_change_inputs() {
     let seeds = vec![
         b"[[device]]\nid = \"a\"\n".to_vec(),

@@ -35,7 +35,7 @@ fn which(bin: &str) -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
-fn have_ovs() -> bool {
+pub(crate) fn have_ovs() -> bool {
     ["ovsdb-server", "ovsdb-tool", "ovs-vsctl"]
         .iter()
         .all(|b| which(b).is_some())
@@ -190,7 +190,7 @@ impl OvsServer {
     }
 
     /// `ovs-vsctl` output lines, as Salt splits them (empty output: no lines).
-    fn lines(&self, args: &[&str]) -> Value {
+    pub(crate) fn lines(&self, args: &[&str]) -> Value {
         let out = self.vsctl_ok(args);
         if out.is_empty() {
             return json!([]);
@@ -1434,4 +1434,108 @@ async fn fifty_servers_one_killed_mid_job_and_restarted() {
         metrics.contains("drover_ovs_sessions_total{event=\"lost\"}"),
         "the kill was seen"
     );
+}
+
+/// Salt's Open vSwitch states (`openvswitch_bridge`, `openvswitch_port`,
+/// `openvswitch_db`) from an SLS: test=True changes nothing, a real run makes the
+/// changes `ovs-vsctl` then sees, a second run has none, `absent` undoes them.
+#[actix_rt::test]
+async fn states_manage_bridges_ports_and_columns_once() {
+    require_ovs!();
+    logs();
+    let s = OvsServer::start(30166, None);
+    let inv = Inventory::parse(&s.inventory_entry("ovs-st", true), Path::new("<ovs>")).unwrap();
+    let fleet = start_fleet(fleet_cfg(), inv).await;
+    let id = "ovs-st";
+    let roots = tempfile::tempdir().unwrap();
+    std::fs::write(
+        roots.path().join("ovs.sls"),
+        "br-st:\n  openvswitch_bridge.present: []\np-st:\n  openvswitch_port.present:\n    - bridge: br-st\n    - internal: True\n    - require:\n      - openvswitch_bridge: br-st\nbr-st-ids:\n  openvswitch_db.managed:\n    - name: br-st\n    - table: Bridge\n    - data:\n        external_ids: {owner: noc}\n    - require:\n      - br-st\n",
+    )
+    .unwrap();
+    std::fs::write(
+        roots.path().join("gone.sls"),
+        "p-st:\n  openvswitch_port.absent:\n    - bridge: br-st\nbr-st:\n  openvswitch_bridge.absent:\n    - require:\n      - openvswitch_port: p-st\n",
+    )
+    .unwrap();
+    let files = drover::fileserver::FileRoots::new(std::collections::BTreeMap::from([(
+        "base".to_string(),
+        vec![roots.path().to_owned()],
+    )]));
+    fleet.registry.set_files(Some(std::sync::Arc::new(files)));
+    let results = |r: &Return| -> Vec<(String, Value, usize)> {
+        let mut v: Vec<_> = r
+            .ret
+            .as_object()
+            .unwrap_or_else(|| panic!("{r:?}"))
+            .values()
+            .map(|c| {
+                let n = c["changes"].as_object().map_or(0, Map::len);
+                (
+                    c["__id__"].as_str().unwrap().to_owned(),
+                    c["result"].clone(),
+                    n,
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+
+    let r = call(
+        &fleet,
+        id,
+        "state.sls",
+        json!(["ovs"]),
+        json!({"test": true}),
+    )
+    .await;
+    assert_eq!(r.retcode, 0, "{r:?}");
+    assert_eq!(
+        r.ret["openvswitch_bridge_|-br-st_|-br-st_|-present"]["result"],
+        Value::Null,
+        "{r:?}"
+    );
+    assert_eq!(s.lines(&["list-br"]), json!([]));
+
+    let r = call(&fleet, id, "state.sls", json!(["ovs"]), json!({})).await;
+    assert_eq!(r.retcode, 0, "{r:?}");
+    assert_eq!(
+        results(&r),
+        [
+            ("br-st".to_string(), json!(true), 1),
+            ("br-st-ids".to_string(), json!(true), 1),
+            ("p-st".to_string(), json!(true), 1)
+        ],
+        "{r:?}"
+    );
+    assert_eq!(
+        r.ret["openvswitch_bridge_|-br-st_|-br-st_|-present"]["comment"],
+        "Bridge br-st created."
+    );
+    assert_eq!(s.lines(&["list-br"]), json!(["br-st"]));
+    assert_eq!(s.lines(&["list-ports", "br-st"]), json!(["p-st"]));
+    assert_eq!(
+        s.vsctl_ok(&["get", "interface", "p-st", "type"]),
+        "internal"
+    );
+    assert_eq!(
+        s.vsctl_ok(&["get", "bridge", "br-st", "external_ids:owner"]),
+        "noc"
+    );
+
+    let r = call(&fleet, id, "state.sls", json!(["ovs"]), json!({})).await;
+    assert_eq!(
+        results(&r),
+        [
+            ("br-st".to_string(), json!(true), 0),
+            ("br-st-ids".to_string(), json!(true), 0),
+            ("p-st".to_string(), json!(true), 0)
+        ],
+        "second run: {r:?}"
+    );
+
+    let r = call(&fleet, id, "state.sls", json!(["gone"]), json!({})).await;
+    assert_eq!(r.retcode, 0, "{r:?}");
+    assert_eq!(s.lines(&["list-br"]), json!([]));
 }

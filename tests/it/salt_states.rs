@@ -5,12 +5,15 @@
 
 use serde_json::{json, Value};
 
+use drover::inventory::Inventory;
 use drover::run::Daemon;
 
 use crate::salt_master::*;
 use crate::support::*;
 
-const TOP: &str = "base:\n  'os:RestExampleOS':\n    - match: grain\n    - web\n";
+const TOP: &str = "base:\n  'os:RestExampleOS':\n    - match: grain\n    - web\n  'proxytype:ovs':\n    - match: grain\n    - ovs\n  'proxytype:snmp':\n    - match: grain\n    - snmp\n";
+const OVS: &str = "br-salt:\n  openvswitch_bridge.present: []\nport-{{ grains['id'] }}:\n  openvswitch_port.present:\n    - bridge: br-salt\n    - internal: True\n    - require:\n      - openvswitch_bridge: br-salt\n";
+const SNMP: &str = "location:\n  snmp.value:\n    - name: 1.3.6.1.2.1.1.6.0\n    - value: {{ salt['pillar.get']('web:site') }}\n";
 const MAP: &str = "{% set web = {'pkg': 'nginx', 'service': 'postgresql'} %}\n";
 const WEB: &str = r#"{% from 'web/map.jinja' import web with context %}
 include:
@@ -48,6 +51,8 @@ async fn state_apply_from_a_real_master() {
         ("web/init.sls", WEB),
         ("web/extra.sls", EXTRA),
         ("broken.sls", BROKEN),
+        ("ovs.sls", OVS),
+        ("snmp.sls", SNMP),
     ] {
         let p = srv.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -57,17 +62,47 @@ async fn state_apply_from_a_real_master() {
     std::fs::write(pillar.join("top.sls"), "base:\n  '*':\n    - web\n").unwrap();
     std::fs::write(
         pillar.join("web.sls"),
-        "web:\n  version: '1.2'\n  greeting: hi\n",
+        "web:\n  version: '1.2'\n  greeting: hi\n  site: rack-7\n",
     )
     .unwrap();
 
     let sim = sim_at(2, 31490);
     let ids = ["rest-0001", "rest-0002"];
+    // An Open vSwitch database and a Net-SNMP agent beside the REST devices, when
+    // this machine has them (the REST part runs either way).
+    let ovs = crate::ovs::ensure_ovs().then(|| crate::ovs::OvsServer::start(30167, None));
+    let snmpd = crate::snmpd::ensure_netsnmp().then(crate::snmpd::Agent::start);
+    let mut text = sim.sim.inventory_toml();
+    let mut all: Vec<&str> = ids.to_vec();
+    if let Some(o) = &ovs {
+        text += &o.inventory_entry("ovs-1", true);
+        all.push("ovs-1");
+    } else {
+        eprintln!(
+            "\n!!!!!! state_apply_from_a_real_master: no ovsdb-server, OVS states SKIPPED !!!!!!\n"
+        );
+    }
+    if let Some(a) = &snmpd {
+        text += &format!(
+            "[[device]]\nid = \"sw-1\"\nproxytype = \"snmp\"\nhost = \"127.0.0.1\"\nport = {}\nversion = \"2c\"\ncommunity = \"private\"\n",
+            a.addr().port()
+        );
+        all.push("sw-1");
+    } else {
+        eprintln!("\n!!!!!! state_apply_from_a_real_master: no snmpd, SNMP state SKIPPED !!!!!!\n");
+    }
+    let inventory = Inventory::parse(&text, std::path::Path::new("<sims>")).expect("inventory");
     let cfg = master.drover_config(&tmp.path().join("drover-pki"), None);
-    let daemon = Daemon::start(&cfg, sim.inventory(), None)
-        .await
-        .expect("daemon");
-    master.ping_until_all(&ids, 90).await;
+    let daemon = Daemon::start(&cfg, inventory, None).await.expect("daemon");
+    master.ping_until_all(&all, 90).await;
+    let location = |a: &crate::snmpd::Agent| {
+        crate::snmpd::unhex(&a.netsnmp(
+            "snmpget",
+            &["-v2c", "-c", "public"],
+            &["-Oqv", "1.3.6.1.2.1.1.6.0"],
+        ))
+    };
+    let location_before = snmpd.as_ref().map(location);
 
     // test=True through the real CLI's highstate outputter: a summary, no change.
     let (_, text) = master
@@ -82,6 +117,18 @@ async fn state_apply_from_a_real_master() {
         );
     }
     assert!(text.contains("Function: pkg.installed"), "{text}");
+    if let Some(o) = &ovs {
+        assert!(text.contains("Summary for ovs-1"), "{text}");
+        assert_eq!(o.lines(&["list-br"]), json!([]), "test=True left OVS alone");
+    }
+    if let Some(a) = &snmpd {
+        assert!(text.contains("Summary for sw-1"), "{text}");
+        assert_eq!(
+            Some(location(a)),
+            location_before,
+            "test=True left the agent alone"
+        );
+    }
     assert!(
         text.contains("The following packages would be installed/updated: nginx"),
         "{text}"
@@ -116,11 +163,31 @@ async fn state_apply_from_a_real_master() {
         );
     }
 
+    if let Some(o) = &ovs {
+        let br = &v["ovs-1"]["openvswitch_bridge_|-br-salt_|-br-salt_|-present"];
+        assert_eq!(br["comment"], json!("Bridge br-salt created."), "{text}");
+        assert_eq!(o.lines(&["list-br"]), json!(["br-salt"]));
+        assert_eq!(o.lines(&["list-ports", "br-salt"]), json!(["port-ovs-1"]));
+    }
+    if let Some(a) = &snmpd {
+        let loc = &v["sw-1"]["snmp_|-location_|-1.3.6.1.2.1.1.6.0_|-value"];
+        assert_eq!(
+            loc["changes"]["1.3.6.1.2.1.1.6.0"]["new"],
+            json!("rack-7"),
+            "{text}"
+        );
+        assert_eq!(location(a), "rack-7");
+    }
+
     // A second run has nothing to change.
     let (v, text) = master.salt(&["*"], &["state.highstate"]).await;
     for id in ids {
         assert_eq!(v[id].as_object().map(|m| m.len()), Some(3), "{text}");
         assert_eq!(changed(&v[id]), 0, "{text}");
+    }
+    for id in &all[2..] {
+        assert!(v[*id].as_object().is_some_and(|m| !m.is_empty()), "{text}");
+        assert_eq!(changed(&v[*id]), 0, "{text}");
     }
 
     // A failing state: the CLI reports a non-zero exit, the watcher does not run.

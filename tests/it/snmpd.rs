@@ -839,7 +839,7 @@ async fn fleet_manages_snmp_devices_like_netsnmp_sees_them() {
 }
 
 /// The tools run with `-Ox`: strings come back as hex bytes.
-fn unhex(s: &str) -> String {
+pub(crate) fn unhex(s: &str) -> String {
     let bytes: Vec<u8> = s
         .split_whitespace()
         .map(|b| b.trim_matches('"'))
@@ -847,4 +847,53 @@ fn unhex(s: &str) -> String {
         .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
         .collect();
     String::from_utf8(bytes).expect("utf-8")
+}
+
+/// Drover's `snmp.value` state against a real snmpd: test=True predicts and leaves
+/// the agent alone, a real run sets the scalar (read back with Net-SNMP's
+/// `snmpget`) with the previous value in `changes`, and a second run changes nothing.
+#[actix_rt::test]
+async fn snmp_value_state_sets_a_scalar_once() {
+    require_netsnmp!();
+    let agent = Agent::start();
+    let port = agent.addr().port();
+    let inv = format!(
+        "[[device]]\nid = \"sw-st\"\nproxytype = \"snmp\"\nhost = \"127.0.0.1\"\nport = {port}\nversion = \"2c\"\ncommunity = \"private\"\ntimeout = \"2s\"\n"
+    );
+    let inventory = drover::inventory::Inventory::parse(&inv, Path::new("<snmp>")).unwrap();
+    let fleet = crate::support::start_fleet(crate::support::fast_fleet(), inventory).await;
+    let oid = "1.3.6.1.2.1.1.6.0";
+    let location = || unhex(&agent.netsnmp("snmpget", &["-v2c", "-c", "public"], &["-Oqv", oid]));
+    let before = location();
+    let apply = |test: bool| {
+        let mut req = crate::support::request(
+            "sw-st",
+            "state.single",
+            vec![serde_json::json!("snmp.value")],
+        );
+        req.kwarg = serde_json::json!({"name": oid, "value": "rack-42", "test": test})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let fleet = fleet.clone();
+        async move {
+            let (_, mut rets) = crate::support::run_job(&fleet, req).await;
+            let r = rets.remove(0);
+            r.ret[format!("snmp_|-{oid}_|-{oid}_|-value")].clone()
+        }
+    };
+    let t = apply(true).await;
+    assert_eq!(t["result"], serde_json::Value::Null, "{t}");
+    assert_eq!(t["changes"][oid]["new"], "rack-42", "{t}");
+    assert_eq!(location(), before, "test=True left the agent alone");
+
+    let r = apply(false).await;
+    assert_eq!(r["result"], true, "{r}");
+    assert_eq!(r["changes"][oid]["old"], serde_json::json!(before), "{r}");
+    assert_eq!(location(), "rack-42");
+
+    let again = apply(false).await;
+    assert_eq!(again["result"], true, "{again}");
+    assert_eq!(again["changes"], serde_json::json!({}), "{again}");
+    assert_eq!(again["comment"], format!("{oid} is already rack-42"));
 }

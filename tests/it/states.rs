@@ -202,5 +202,29 @@ async fn state_apply_through_drover_cmd_changes_devices_once() {
         "{out}"
     );
 
+    // The terminal output is Salt's highstate outputter.
+    let url = base.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args([
+                "cmd",
+                "--url",
+                &url,
+                "--no-progress",
+                "rest-0001",
+                "state.apply",
+                "web",
+                "test=True",
+            ])
+            .output()
+            .expect("run drover");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(text.contains("Function: pkg.installed"), "{text}");
+    assert!(text.contains("Summary for rest-0001"), "{text}");
+    assert!(text.contains("Failed:    0"), "{text}");
+
     daemon.stop().await;
 }

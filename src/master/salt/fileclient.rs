@@ -53,6 +53,8 @@ pub struct SaltFileClient {
     /// One async lock per (saltenv, path), so concurrent renders of the same file
     /// wait for one request instead of each sending their own.
     slots: Mutex<Slots>,
+    /// The last `_file_envs` answer: every highstate asks, so it is shared too.
+    envs: tokio::sync::Mutex<Option<(Instant, Vec<String>)>>,
     ttl: Duration,
 }
 
@@ -105,6 +107,7 @@ impl SaltFileClient {
         SaltFileClient {
             requests,
             slots: Mutex::new(HashMap::new()),
+            envs: tokio::sync::Mutex::new(None),
             ttl,
         }
     }
@@ -229,6 +232,12 @@ fn strings(v: &Value) -> Vec<String> {
 impl FileSource for SaltFileClient {
     fn envs(&self) -> BoxFuture<'_, Result<Vec<String>, FileError>> {
         Box::pin(async move {
+            let mut cached = self.envs.lock().await;
+            if let Some((at, envs)) = cached.as_ref() {
+                if at.elapsed() < self.ttl {
+                    return Ok(envs.clone());
+                }
+            }
             let v = self
                 .requests
                 .request(None, "_file_envs", Vec::new())
@@ -236,6 +245,7 @@ impl FileSource for SaltFileClient {
                 .map_err(|e| err("(file envs)", e))?;
             let mut envs = strings(&v);
             envs.sort();
+            *cached = Some((Instant::now(), envs.clone()));
             Ok(envs)
         })
     }
@@ -392,6 +402,15 @@ mod tests {
             "cached within the TTL"
         );
         assert_eq!(client.get("base", "nope.sls").await.unwrap(), None);
+        let before = m.requests.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            assert_eq!(client.envs().await.unwrap(), ["base"]);
+        }
+        assert_eq!(
+            m.requests.load(Ordering::SeqCst),
+            before + 1,
+            "envs asked once"
+        );
 
         // Past the TTL only the hash is asked again while the file is unchanged.
         let client = SaltFileClient::with_ttl(m.clone(), Duration::ZERO);
