@@ -50,6 +50,7 @@ fn bench(c: &mut Criterion) {
                         target.matches(&Candidate {
                             id,
                             grains: g,
+                            pillar: &drover::fleet::target::NO_PILLAR,
                             address: *a,
                         })
                     })

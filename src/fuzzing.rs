@@ -301,11 +301,13 @@ pub fn target_parse(data: &[u8]) {
         Candidate {
             id: "rest-0001",
             grains: &grains,
+            pillar: &grains,
             address: "127.0.0.1".parse().ok(),
         },
         Candidate {
             id: "sw-core-1",
             grains: &serde_json::Value::Null,
+            pillar: &serde_json::Value::Null,
             address: "2001:db8::1".parse().ok(),
         },
     ];

@@ -16,7 +16,7 @@ use drover::job::{Batch, JobRequest, Return, Tgt};
 use super::output::{self, OutputFormat};
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("tgt_type").args(["pcre", "list", "grain", "grain_pcre", "ipcidr", "compound"])))]
+#[command(group(ArgGroup::new("tgt_type").args(["pcre", "list", "grain", "grain_pcre", "pillar", "pillar_pcre", "ipcidr", "compound"])))]
 pub struct CmdArgs {
     /// Target expression (glob by default).
     pub tgt: String,
@@ -36,6 +36,12 @@ pub struct CmdArgs {
     /// Target is a grain PCRE: `key:regex`.
     #[arg(short = 'P', long = "grain-pcre")]
     pub grain_pcre: bool,
+    /// Target is a pillar glob: `key:value` (`:` nests).
+    #[arg(short = 'I', long)]
+    pub pillar: bool,
+    /// Target is a pillar PCRE: `key:regex`.
+    #[arg(short = 'J', long = "pillar-pcre")]
+    pub pillar_pcre: bool,
     /// Target is an IP address or CIDR on the device address.
     #[arg(short = 'S', long)]
     pub ipcidr: bool,
@@ -69,6 +75,8 @@ impl CmdArgs {
             _ if self.list => TargetType::List,
             _ if self.grain => TargetType::Grain,
             _ if self.grain_pcre => TargetType::GrainPcre,
+            _ if self.pillar => TargetType::Pillar,
+            _ if self.pillar_pcre => TargetType::PillarPcre,
             _ if self.ipcidr => TargetType::Ipcidr,
             _ if self.compound => TargetType::Compound,
             _ => TargetType::Glob,

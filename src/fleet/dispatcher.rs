@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 use super::device::{DeviceActor, Execute};
 use super::registry::Registry;
 use super::running::{RunningGuard, RunningJobs};
-use super::target::{Candidate, Target, TargetError, TargetType};
+use super::target::{Candidate, Target, TargetError, TargetType, NO_PILLAR};
 use crate::config::FleetConfig;
 use crate::functions;
 use crate::job::{Args, Jid, Job, JobRequest, Outcome, Return, Tgt};
@@ -151,12 +151,15 @@ pub fn resolve(
             .cloned()
             .collect()
     } else {
+        let uses_pillar = target.uses_pillar();
         registry
             .iter()
             .filter(|e| {
+                let pillar = uses_pillar.then(|| registry.pillar(e.key()));
                 target.matches(&Candidate {
                     id: e.key(),
                     grains: &e.grains,
+                    pillar: pillar.as_deref().unwrap_or(&NO_PILLAR),
                     address: e.address,
                 })
             })

@@ -19,11 +19,13 @@ pub enum TargetType {
     GrainPcre,
     Ipcidr,
     Compound,
+    Pillar,
+    PillarPcre,
 }
 
 impl TargetType {
     /// Every target type, for code that must cover them all (tests, fuzzing).
-    pub const ALL: [TargetType; 7] = [
+    pub const ALL: [TargetType; 9] = [
         TargetType::Glob,
         TargetType::Pcre,
         TargetType::List,
@@ -31,6 +33,8 @@ impl TargetType {
         TargetType::GrainPcre,
         TargetType::Ipcidr,
         TargetType::Compound,
+        TargetType::Pillar,
+        TargetType::PillarPcre,
     ];
 
     /// Salt's name for the type, as sent on the wire.
@@ -43,6 +47,8 @@ impl TargetType {
             TargetType::GrainPcre => "grain_pcre",
             TargetType::Ipcidr => "ipcidr",
             TargetType::Compound => "compound",
+            TargetType::Pillar => "pillar",
+            TargetType::PillarPcre => "pillar_pcre",
         }
     }
 }
@@ -65,6 +71,8 @@ impl std::str::FromStr for TargetType {
             "grain_pcre" => TargetType::GrainPcre,
             "ipcidr" => TargetType::Ipcidr,
             "compound" => TargetType::Compound,
+            "pillar" => TargetType::Pillar,
+            "pillar_pcre" => TargetType::PillarPcre,
             _ => return Err(UnknownTargetType::new(s)),
         })
     }
@@ -73,7 +81,7 @@ impl std::str::FromStr for TargetType {
 /// A `tgt_type` that is none of Salt's names this crate matches.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown target type {0:?} (expected glob, pcre, list, grain, grain_pcre, ipcidr or compound)"
+    "unknown target type {0:?} (expected glob, pcre, list, grain, grain_pcre, pillar, pillar_pcre, ipcidr or compound)"
 )]
 pub struct UnknownTargetType(String);
 
@@ -107,7 +115,7 @@ mod tests {
         }
         assert_eq!(TargetType::default(), TargetType::Glob);
         assert_eq!(
-            "pillar".parse::<TargetType>().unwrap_err().kind(),
+            "nodegroup".parse::<TargetType>().unwrap_err().kind(),
             "unknown_type"
         );
     }

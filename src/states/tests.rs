@@ -200,6 +200,16 @@ fn by_id<'a>(ret: &'a Value, id: &str) -> &'a Value {
 }
 
 #[tokio::test]
+async fn top_matches_by_pillar() {
+    let top = "base:\n  'web:port:8080':\n    - match: pillar\n    - web\n  'web:pkg:ngi.*':\n    - match: pillar_pcre\n    - nothing\n  'I@web:pkg:apache and G@role:edge':\n    - web.base\n  'os:RestExampleOS':\n    - match: pillar\n    - nothing\n";
+    let mut files = tree();
+    files[0] = ("top.sls", top);
+    let dev = Dev::new(&files);
+    let top = show_top(&dev, &opts(false)).await.unwrap();
+    assert_eq!(top, json!({"base": ["web", "web.base"]}));
+}
+
+#[tokio::test]
 async fn highstate_test_then_real_then_idempotent() {
     let dev = Dev::new(&tree());
     let top = show_top(&dev, &opts(false)).await.unwrap();

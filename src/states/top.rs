@@ -11,7 +11,7 @@ use super::render::{render, Source};
 use super::yaml::key_text;
 use super::{Host, Opts, StateError};
 use crate::fileserver::FileSource;
-use crate::fleet::target::{Candidate, Target};
+use crate::fleet::target::{Candidate, Target, NO_PILLAR};
 use crate::job::TargetType;
 
 /// `{saltenv: [sls, ...]}` in the order Salt would apply them.
@@ -111,7 +111,7 @@ fn matches_target(host: &dyn Host, expr: &str, items: &Yaml) -> Result<bool, Str
                     if matches!(k, Yaml::String(s) if s == "match") {
                         let name = v.as_str().unwrap_or_default();
                         kind = match name {
-                            "pillar" | "pillar_pcre" | "nodegroup" | "data" => {
+                            "nodegroup" | "data" => {
                                 return Err(format!("match: {name} is not supported by Drover"))
                             }
                             n => n.parse().map_err(|e| format!("{e}"))?,
@@ -123,9 +123,11 @@ fn matches_target(host: &dyn Host, expr: &str, items: &Yaml) -> Result<bool, Str
     }
     let target = Target::parse(expr, kind).map_err(|e| e.to_string())?;
     let grains: std::sync::Arc<Value> = host.grains();
+    let pillar = target.uses_pillar().then(|| host.pillar());
     Ok(target.matches(&Candidate {
         id: host.id(),
         grains: &grains,
+        pillar: pillar.as_deref().unwrap_or(&NO_PILLAR),
         address: None,
     }))
 }

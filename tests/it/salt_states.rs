@@ -11,7 +11,7 @@ use drover::run::Daemon;
 use crate::salt_master::*;
 use crate::support::*;
 
-const TOP: &str = "base:\n  'os:RestExampleOS':\n    - match: grain\n    - web\n  'proxytype:ovs':\n    - match: grain\n    - ovs\n  'proxytype:snmp':\n    - match: grain\n    - snmp\n";
+const TOP: &str = "base:\n  'os:RestExampleOS':\n    - match: grain\n    - web\n  'role:edge':\n    - match: pillar\n    - edge\n  'proxytype:ovs':\n    - match: grain\n    - ovs\n  'proxytype:snmp':\n    - match: grain\n    - snmp\n";
 const OVS: &str = "br-salt:\n  openvswitch_bridge.present: []\nport-{{ grains['id'] }}:\n  openvswitch_port.present:\n    - bridge: br-salt\n    - internal: True\n    - require:\n      - openvswitch_bridge: br-salt\n";
 const SNMP: &str = "location:\n  snmp.value:\n    - name: 1.3.6.1.2.1.1.6.0\n    - value: {{ salt['pillar.get']('web:site') }}\n";
 const MAP: &str = "{% set web = {'pkg': 'nginx', 'service': 'postgresql'} %}\n";
@@ -29,6 +29,7 @@ include:
       - pkg: {{ web.pkg }}
 "#;
 const EXTRA: &str = "hello-{{ grains['id'] }}:\n  test.succeed_without_changes:\n    - name: {{ pillar['web']['greeting'] }} from {{ grains['os'] }}\n";
+const EDGE: &str = "edge-{{ grains['id'] }}:\n  test.succeed_without_changes: []\n";
 const BROKEN: &str = "nope:\n  test.fail_without_changes: []\nafter:\n  service.running:\n    - name: redbull\n    - watch:\n      - nope\n";
 
 fn changed(ret: &Value) -> usize {
@@ -51,6 +52,7 @@ async fn state_apply_from_a_real_master() {
         ("web/init.sls", WEB),
         ("web/extra.sls", EXTRA),
         ("broken.sls", BROKEN),
+        ("edge.sls", EDGE),
         ("ovs.sls", OVS),
         ("snmp.sls", SNMP),
     ] {
@@ -59,7 +61,12 @@ async fn state_apply_from_a_real_master() {
         std::fs::write(p, text).unwrap();
     }
     let pillar = master.root.join("srv/pillar");
-    std::fs::write(pillar.join("top.sls"), "base:\n  '*':\n    - web\n").unwrap();
+    std::fs::write(
+        pillar.join("top.sls"),
+        "base:\n  '*':\n    - web\n  rest-0002:\n    - edge\n",
+    )
+    .unwrap();
+    std::fs::write(pillar.join("edge.sls"), "role: edge\n").unwrap();
     std::fs::write(
         pillar.join("web.sls"),
         "web:\n  version: '1.2'\n  greeting: hi\n  site: rack-7\n",
@@ -103,6 +110,14 @@ async fn state_apply_from_a_real_master() {
         ))
     };
     let location_before = snmpd.as_ref().map(location);
+
+    // Pillar targets (`salt -I`, `I@` in a compound) match on the master's pillar.
+    let (v, text) = master.salt(&["-I", "role:edge"], &["test.ping"]).await;
+    assert_eq!(v, json!({"rest-0002": true}), "{text}");
+    let (v, text) = master
+        .salt(&["-C", "rest-* and not J@role:e.g."], &["test.ping"])
+        .await;
+    assert_eq!(v, json!({"rest-0001": true}), "{text}");
 
     // test=True through the real CLI's highstate outputter: a summary, no change.
     let (_, text) = master
@@ -181,10 +196,17 @@ async fn state_apply_from_a_real_master() {
 
     // A second run has nothing to change.
     let (v, text) = master.salt(&["*"], &["state.highstate"]).await;
-    for id in ids {
-        assert_eq!(v[id].as_object().map(|m| m.len()), Some(3), "{text}");
+    // rest-0002's pillar role adds `edge` through `match: pillar` in top.sls.
+    for (id, states) in [("rest-0001", 3), ("rest-0002", 4)] {
+        assert_eq!(v[id].as_object().map(|m| m.len()), Some(states), "{text}");
         assert_eq!(changed(&v[id]), 0, "{text}");
     }
+    assert_eq!(
+        v["rest-0002"]["test_|-edge-rest-0002_|-edge-rest-0002_|-succeed_without_changes"]
+            ["result"],
+        json!(true),
+        "{text}"
+    );
     for id in &all[2..] {
         assert!(v[*id].as_object().is_some_and(|m| !m.is_empty()), "{text}");
         assert_eq!(changed(&v[*id]), 0, "{text}");

@@ -102,6 +102,7 @@ mod tests {
             let c = Candidate {
                 id: "x",
                 grains: &g,
+                pillar: &g,
                 address: addr.and_then(|a| a.parse().ok()),
             };
             assert_eq!(t.matches(&c), want, "{expr:?} against {addr:?}");

@@ -4,7 +4,7 @@
 use std::iter::Peekable;
 
 use super::cidr::IpTarget;
-use super::grain::grain_matcher;
+use super::grain::{grain_matcher, pillar_matcher};
 use super::pcre::compile_regex;
 use super::{list_matcher, snippet, Candidate, Matcher, TargetError, DEFAULT_DELIMITER};
 use crate::fnmatch::Pattern;
@@ -30,6 +30,14 @@ impl Expr {
             Expr::Not(e) => !e.eval(c, budget),
             Expr::And(es) => es.iter().all(|e| e.eval(c, budget)),
             Expr::Or(es) => es.iter().any(|e| e.eval(c, budget)),
+        }
+    }
+
+    pub(super) fn uses_pillar(&self) -> bool {
+        match self {
+            Expr::Leaf(m) => m.uses_pillar(),
+            Expr::Not(e) => e.uses_pillar(),
+            Expr::And(es) | Expr::Or(es) => es.iter().any(Expr::uses_pillar),
         }
     }
 }
@@ -142,8 +150,8 @@ fn compound_leaf(word: &str) -> Result<Matcher, TargetError> {
         'L' => list_matcher(pattern),
         'S' => Ok(Matcher::Ip(IpTarget::parse(pattern)?)),
         'E' => Ok(Matcher::Pcre(compile_regex(pattern, pattern)?)),
-        'I' => Err(unsupported("pillar")),
-        'J' => Err(unsupported("pillar_pcre")),
+        'I' => pillar_matcher(pattern, delim.unwrap_or(DEFAULT_DELIMITER), false),
+        'J' => pillar_matcher(pattern, delim.unwrap_or(DEFAULT_DELIMITER), true),
         'N' => Err(unsupported("nodegroup")),
         _ => Err(unsupported("range")),
     }

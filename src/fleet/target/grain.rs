@@ -1,6 +1,6 @@
-//! `grain` and `grain_pcre` targets (`G@`, `P@`): Salt's `subdict_match` walk of
-//! a device's grains, with its split points, wildcards and YAML key retries, bounded
-//! by a step budget.
+//! `grain` and `grain_pcre` targets (`G@`, `P@`), and `pillar`/`pillar_pcre` (`I@`,
+//! `J@`): Salt's `subdict_match` walk of a device's grains or pillar, with its split
+//! points, wildcards and YAML key retries, bounded by a step budget.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -19,6 +19,14 @@ const MAX_GRAIN_POSITIONS: usize = 64;
 
 pub(super) fn grain_matcher(expr: &str, delim: char, regex: bool) -> Result<Matcher, TargetError> {
     Ok(Matcher::Grain(Box::new(GrainExpr::new(
+        expr, delim, regex,
+    )?)))
+}
+
+/// `pillar` and `pillar_pcre` targets (`I@`, `J@`): Salt's `pillar_match` is the
+/// same `subdict_match` over the pillar.
+pub(super) fn pillar_matcher(expr: &str, delim: char, regex: bool) -> Result<Matcher, TargetError> {
+    Ok(Matcher::Pillar(Box::new(GrainExpr::new(
         expr, delim, regex,
     )?)))
 }
@@ -467,6 +475,7 @@ mod tests {
         let c = Candidate {
             id: "x",
             grains: &g,
+            pillar: &g,
             address: None,
         };
         assert!(!t.matches(&c));

@@ -6,6 +6,8 @@
 //! Semantics follow Salt 3006's minion-side matchers (`salt/matchers/*_match.py`
 //! and `salt.utils.data.subdict_match`). Expressions arrive from the network, so
 //! parsing never panics, work is bounded, and everything is compiled up front.
+//! `pillar` and `pillar_pcre` (`I@`, `J@`) are the grain walk over the device's
+//! pillar instead of its grains, as Salt's `pillar_match` is.
 //!
 //! This file holds the [`Target`] type, the dispatch to one matcher per target type
 //! and the `list` matcher; each other matcher has its own file. Globs are
@@ -27,7 +29,7 @@ pub use crate::job::{TargetType, UnknownTargetType};
 use crate::pyrepr::is_py_space;
 use cidr::IpTarget;
 use compound::{parse_compound, Expr};
-use grain::{grain_matcher, GrainExpr};
+use grain::{grain_matcher, pillar_matcher, GrainExpr};
 use pcre::{compile_regex, matches_at_start};
 
 /// Salt's `DEFAULT_TARGET_DELIM`.
@@ -44,8 +46,14 @@ const MAX_GRAIN_STEPS: usize = 100_000;
 pub struct Candidate<'a> {
     pub id: &'a str,
     pub grains: &'a Value,
+    /// The device's pillar; only read when [`Target::uses_pillar`] says so, so
+    /// callers may pass [`NO_PILLAR`] for other targets.
+    pub pillar: &'a Value,
     pub address: Option<IpAddr>,
 }
+
+/// What a candidate without a pillar (or not needing one) carries.
+pub static NO_PILLAR: Value = Value::Null;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -129,6 +137,8 @@ impl Target {
             TargetType::GrainPcre => grain_matcher(expr, DEFAULT_DELIMITER, true)?,
             TargetType::Ipcidr => Matcher::Ip(IpTarget::parse(expr)?),
             TargetType::Compound => parse_compound(expr)?,
+            TargetType::Pillar => pillar_matcher(expr, DEFAULT_DELIMITER, false)?,
+            TargetType::PillarPcre => pillar_matcher(expr, DEFAULT_DELIMITER, true)?,
         };
         Ok(Target { matcher })
     }
@@ -151,6 +161,12 @@ impl Target {
         hit && budget > 0
     }
 
+    /// Whether matching reads [`Candidate::pillar`]: lets callers skip fetching
+    /// every device's pillar for the common targets that never look at it.
+    pub fn uses_pillar(&self) -> bool {
+        self.matcher.uses_pillar()
+    }
+
     /// For a pure list target, the ids (lets callers skip a scan of all devices).
     /// Sorted and de-duplicated; `Some` only when matching is exactly membership.
     pub fn as_list(&self) -> Option<&[String]> {
@@ -168,6 +184,8 @@ enum Matcher {
     /// Sorted and de-duplicated, for binary search.
     List(Vec<String>),
     Grain(Box<GrainExpr>),
+    /// The same walk as `Grain`, over the pillar.
+    Pillar(Box<GrainExpr>),
     Ip(IpTarget),
     Compound(Box<Expr>),
 }
@@ -180,8 +198,19 @@ impl Matcher {
             Matcher::Pcre(re) => matches_at_start(re, c.id),
             Matcher::List(ids) => ids.binary_search_by(|s| s.as_str().cmp(c.id)).is_ok(),
             Matcher::Grain(g) => g.matches(c.grains, budget),
+            Matcher::Pillar(g) => g.matches(c.pillar, budget),
             Matcher::Ip(t) => t.matches(c.address),
             Matcher::Compound(e) => e.eval(c, budget),
+        }
+    }
+}
+
+impl Matcher {
+    fn uses_pillar(&self) -> bool {
+        match self {
+            Matcher::Pillar(_) => true,
+            Matcher::Compound(e) => e.uses_pillar(),
+            _ => false,
         }
     }
 }
@@ -242,14 +271,25 @@ mod test_support {
         })
     }
 
+    /// A pillar that shares no key with [`grains`], so a hit shows which was read.
+    pub(super) fn pillar() -> Value {
+        json!({
+            "role": "core",
+            "site": {"name": "lab-1", "racks": [7, 9]},
+            "vlans": {"10": "users"}
+        })
+    }
+
     pub(super) fn check(kind: TargetType, cases: &[(&str, &str, bool)]) {
         let g = grains();
         for &(expr, id, want) in cases {
             let t = Target::parse(expr, kind)
                 .unwrap_or_else(|e| panic!("{kind:?} {expr:?} failed to parse: {e}"));
+            let p = pillar();
             let c = Candidate {
                 id,
                 grains: &g,
+                pillar: &p,
                 address: "10.1.2.3".parse().ok(),
             };
             assert_eq!(t.matches(&c), want, "{kind:?} {expr:?} against {id:?}");
@@ -259,7 +299,7 @@ mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{check, grains};
+    use super::test_support::{check, grains, pillar};
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
@@ -318,6 +358,7 @@ mod tests {
         let c = |id| Candidate {
             id,
             grains: &g,
+            pillar: &NO_PILLAR,
             address: None,
         };
         assert!(t.matches(&c("x y")));
@@ -349,8 +390,10 @@ mod tests {
             ("010.0.0.0/8", TargetType::Ipcidr, "bad_cidr"),
             ("not-an-ip", TargetType::Ipcidr, "bad_cidr"),
             ("2001:db8::1/32", TargetType::Ipcidr, "bad_cidr"),
-            ("I@role:core", TargetType::Compound, "unsupported_engine"),
-            ("J@role:c.*", TargetType::Compound, "unsupported_engine"),
+            ("I@role", TargetType::Compound, "bad_grain"),
+            ("J@role:c(", TargetType::Compound, "bad_regex"),
+            ("role", TargetType::Pillar, "bad_grain"),
+            ("", TargetType::PillarPcre, "empty"),
             (
                 "web* and N@group",
                 TargetType::Compound,
@@ -398,7 +441,6 @@ mod tests {
         let msg = |expr: &str, kind| Target::parse(expr, kind).unwrap_err().to_string();
         assert!(msg("web* and or db*", TargetType::Compound).contains("word 3 (\"or\")"));
         assert!(msg("( web*", TargetType::Compound).contains("never closed"));
-        assert!(msg("I@role:core", TargetType::Compound).contains("pillar"));
         assert!(msg("N@group", TargetType::Compound).contains("nodegroup"));
         assert!(msg("10.0.0.1/8", TargetType::Ipcidr).contains("10.0.0.0/8"));
         assert!(msg("E@x(", TargetType::Compound).contains("x("));
@@ -408,6 +450,68 @@ mod tests {
         assert!(std::error::Error::source(&e).is_some());
         let huge = "x".repeat(10_000);
         assert!(msg(&format!("{huge}("), TargetType::Pcre).len() < 1_000);
+    }
+
+    #[test]
+    fn pillar_targets_read_the_pillar_not_the_grains() {
+        check(
+            TargetType::Pillar,
+            &[
+                ("role:core", "x", true),
+                ("role:c*", "x", true),
+                ("role:edge", "x", false),
+                ("site:name:lab-*", "x", true),
+                ("site:racks:9", "x", true),
+                ("site:racks:8", "x", false),
+                ("vlans:10:users", "x", true),
+                // A grain is not a pillar key.
+                ("os:RestExampleOS", "x", false),
+            ],
+        );
+        check(
+            TargetType::PillarPcre,
+            &[
+                ("role:c.re", "x", true),
+                ("site:name:lab-\\d", "x", true),
+                ("role:edge|core", "x", true),
+                ("os:Rest.*", "x", false),
+            ],
+        );
+        check(
+            TargetType::Compound,
+            &[
+                ("I@role:core and G@os:RestExampleOS", "x", true),
+                ("I@os:RestExampleOS", "x", false),
+                ("G@role:core", "x", false),
+                ("J@site:name:lab-\\d+ and not I@role:edge", "x", true),
+                ("I;@site;name;lab-1", "x", true),
+            ],
+        );
+        for (expr, kind, uses) in [
+            ("role:core", TargetType::Pillar, true),
+            ("role:core", TargetType::Grain, false),
+            (
+                "web* or ( G@a:b and not I@role:core )",
+                TargetType::Compound,
+                true,
+            ),
+            ("web* or G@a:b", TargetType::Compound, false),
+        ] {
+            assert_eq!(
+                Target::parse(expr, kind).unwrap().uses_pillar(),
+                uses,
+                "{expr}"
+            );
+        }
+        // A device with no pillar yet matches no pillar target.
+        let g = grains();
+        let t = Target::parse("role:*", TargetType::Pillar).unwrap();
+        assert!(!t.matches(&Candidate {
+            id: "x",
+            grains: &g,
+            pillar: &NO_PILLAR,
+            address: None,
+        }));
     }
 
     #[test]
@@ -421,6 +525,7 @@ mod tests {
                 t.matches(&Candidate {
                     id,
                     grains: &g,
+                    pillar: &NO_PILLAR,
                     address: None,
                 })
             })
@@ -428,24 +533,16 @@ mod tests {
         assert_eq!(n, 2_000);
     }
 
-    const KINDS: [TargetType; 7] = [
-        TargetType::Glob,
-        TargetType::Pcre,
-        TargetType::List,
-        TargetType::Grain,
-        TargetType::GrainPcre,
-        TargetType::Ipcidr,
-        TargetType::Compound,
-    ];
-
     fn parse_and_match_everything(expr: &str) {
         let g = grains();
+        let p = pillar();
         let c = Candidate {
             id: "web01",
             grains: &g,
+            pillar: &p,
             address: "10.1.2.3".parse().ok(),
         };
-        for kind in KINDS {
+        for kind in TargetType::ALL {
             if let Ok(t) = Target::parse(expr, kind) {
                 let _ = t.matches(&c);
             }
