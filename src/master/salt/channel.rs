@@ -255,39 +255,66 @@ fn match_clear(pending: &Pending, env: Value) -> bool {
     }
 }
 
+/// An AES reply is `pickle::` + the request's nonce + the payload under the session
+/// key the request used. Every pending request usually shares one key (the master's),
+/// so each distinct key is tried once and the nonce inside picks the request: one HMAC
+/// and one decryption per reply, however many requests are in flight (trying each
+/// pending request in turn cost a HMAC and a decryption per request in flight).
 fn match_aes(pending: &Pending, _body: &[u8], v: &Value) -> bool {
     let Some(data) = as_bytes(v) else {
         return false;
     };
-    let mut p = lock(pending);
-    let mut hit = None;
-    for (nonce, e) in p.iter() {
-        if let Expect::Aes(c) = &e.expect {
-            if c.hmac_matches(data) {
-                if let Ok(payload) = c.loads(data, Some(nonce)) {
-                    hit = Some((nonce.clone(), payload));
-                    break;
+    let keys: Vec<Crypticle> = {
+        let p = lock(pending);
+        let mut ks: Vec<Crypticle> = Vec::new();
+        for e in p.values() {
+            if let Expect::Aes(c) = &e.expect {
+                if !ks.contains(c) {
+                    ks.push(c.clone());
                 }
             }
         }
-    }
-    let Some((nonce, payload)) = hit else {
-        return false;
+        ks
     };
-    let Some(e) = p.remove(&nonce) else {
-        return false;
-    };
-    match unpack(&payload) {
-        Ok(val) => {
-            events::received("aes_reply");
-            let _ = e.tx.send(Reply::Aes(val));
+    for key in keys {
+        let Ok(plain) = key.loads(data, None) else {
+            continue;
+        };
+        let Some((nonce, payload)) = split_nonce(&plain) else {
+            continue;
+        };
+        let mut p = lock(pending);
+        let owner = p
+            .get(nonce)
+            .is_some_and(|e| matches!(&e.expect, Expect::Aes(c) if *c == key));
+        if !owner {
+            continue;
         }
-        Err(_) => {
-            reject("garbage");
-            let _ = e.tx.send(Reply::Error("undecodable reply".into()));
+        let Some(e) = p.remove(nonce) else {
+            continue;
+        };
+        drop(p);
+        match unpack(payload) {
+            Ok(val) => {
+                events::received("aes_reply");
+                let _ = e.tx.send(Reply::Aes(val));
+            }
+            Err(_) => {
+                reject("garbage");
+                let _ = e.tx.send(Reply::Error("undecodable reply".into()));
+            }
         }
+        return true;
     }
-    true
+    false
+}
+
+/// The nonce (as [`crypto::new_nonce`] makes them: 32 hex characters) at the start of
+/// a decrypted reply, and what follows it.
+fn split_nonce(plain: &[u8]) -> Option<(&str, &[u8])> {
+    let head = plain.get(..crypto::NONCE_LEN)?;
+    let nonce = std::str::from_utf8(head).ok()?;
+    Some((nonce, plain.get(crypto::NONCE_LEN..)?))
 }
 
 /// Opens a `send_private` reply: decrypt the one-time key, the signed data, check the
@@ -388,5 +415,55 @@ mod tests {
             .await;
         assert!(matches!(r, Err(SaltError::Timeout)), "{r:?}");
         assert_eq!(t0.elapsed(), Duration::from_secs(60));
+    }
+
+    /// Replies come back in any order: each finds its request by the nonce inside,
+    /// under the key that request used, and a reply naming a request of another key
+    /// (or none) reaches nobody.
+    #[tokio::test]
+    async fn aes_replies_find_their_request_by_nonce_in_any_order() {
+        let master_pub = Arc::new(std::sync::RwLock::new(None));
+        let (chan, mut ends, _readers) = ReqChannel::new(1, Duration::from_secs(10), master_pub);
+        let (mut out_rx, in_tx) = ends.remove(0);
+        let chan = Arc::new(chan);
+        let shared = Crypticle::from_key_string(crypto::generate_key_string().as_bytes()).unwrap();
+        let other = Crypticle::from_key_string(crypto::generate_key_string().as_bytes()).unwrap();
+        let mut waiting = Vec::new();
+        let mut nonces = Vec::new();
+        for i in 0..20 {
+            let nonce = crypto::new_nonce();
+            let key = if i == 7 {
+                other.clone()
+            } else {
+                shared.clone()
+            };
+            let (chan, n) = (chan.clone(), nonce.clone());
+            waiting.push(tokio::spawn(async move {
+                chan.request(vec![], &n, Expect::Aes(key), "return").await
+            }));
+            assert!(out_rx.recv().await.is_some());
+            nonces.push(nonce);
+        }
+        let reply = |key: &Crypticle, nonce: &str, i: i64| {
+            let body = crate::master::salt::envelope::pack(&Value::from(i));
+            crate::master::salt::envelope::pack(&Value::Binary(key.dumps(&body, Some(nonce))))
+        };
+        // Request 7's nonce under the shared key: not its key, so not its reply.
+        in_tx.send(reply(&shared, &nonces[7], -1)).await.unwrap();
+        in_tx
+            .send(reply(&shared, &crypto::new_nonce(), -2))
+            .await
+            .unwrap();
+        for i in (0..20).rev() {
+            let key = if i == 7 { &other } else { &shared };
+            in_tx.send(reply(key, &nonces[i], i as i64)).await.unwrap();
+        }
+        for (i, w) in waiting.into_iter().enumerate() {
+            match w.await.unwrap() {
+                Ok(Reply::Aes(v)) => assert_eq!(v.as_i64(), Some(i as i64)),
+                other => panic!("request {i}: {other:?}"),
+            }
+        }
+        assert!(lock(&chan.sockets[0].pending).is_empty());
     }
 }

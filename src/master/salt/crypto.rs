@@ -53,6 +53,9 @@ pub fn generate_key_string() -> String {
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
+/// Length of a [`new_nonce`].
+pub const NONCE_LEN: usize = 32;
+
 /// A request nonce: 32 lowercase hex characters, like `uuid4().hex`.
 pub fn new_nonce() -> String {
     let mut raw = [0u8; 16];
