@@ -59,6 +59,24 @@ pub struct BenchArgs {
     /// for real, then again with nothing to change) through the local API.
     #[arg(long)]
     pub states: bool,
+    /// Which master feeds the jobs: `local` (the HTTP API) or `salt` (a real
+    /// salt-master from `--salt-bin-dir`, driven through the `salt` CLI).
+    #[arg(long, default_value = "local")]
+    pub master: BenchMaster,
+    /// Where `salt-master` and `salt` live (default: `$SALT_BIN_DIR`).
+    #[arg(long)]
+    pub salt_bin_dir: Option<PathBuf>,
+    /// A line of YAML added to the salt-master's config (`--salt-opt
+    /// 'worker_threads: 8'`); may be repeated.
+    #[arg(long)]
+    pub salt_opt: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchMaster {
+    Local,
+    Salt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -85,7 +103,7 @@ impl std::fmt::Display for BenchKind {
 
 impl BenchKind {
     /// The simulator processes for `n` devices: (kind, id prefix, count) each.
-    fn sims(self, n: usize) -> Vec<Sim> {
+    pub(super) fn sims(self, n: usize) -> Vec<Sim> {
         let (rest, snmp, netconf) = match self {
             BenchKind::Rest => (n, 0, 0),
             BenchKind::Snmp => (0, n, 0),
@@ -302,6 +320,18 @@ fn run(a: &BenchArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let work = WorkDir::create(a.keep)?;
+    if a.master == BenchMaster::Salt {
+        let runs = super::salt_bench::run(a, &exe, &work)?;
+        if let Some(path) = &a.json {
+            let text = serde_json::to_string_pretty(&runs)?;
+            std::fs::write(path, text + "\n").with_context(|| format!("{}", path.display()))?;
+            eprintln!("figures written to {}", path.display());
+        }
+        if a.keep {
+            eprintln!("work directory kept: {}", work.path.display());
+        }
+        return super::salt_bench::check(&runs);
+    }
     let mut runs = Vec::new();
     for &kind in &a.kind {
         let baseline = if a.baseline > 0 && a.devices.iter().any(|&n| n > a.baseline) {

@@ -20,6 +20,7 @@ mod devsim;
 mod health_bench;
 mod highstate;
 mod output;
+mod salt_bench;
 mod soak;
 
 use std::path::PathBuf;

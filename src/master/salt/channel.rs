@@ -5,7 +5,7 @@
 //! (`_pillar`) replies.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,7 +45,12 @@ pub enum Reply {
 struct Entry {
     expect: Expect,
     tx: oneshot::Sender<Reply>,
+    /// Send order: the master answers roughly in the order it was asked.
+    seq: u64,
 }
+
+/// Orders pending requests across the channel's sockets.
+static SEQ: AtomicU64 = AtomicU64::new(0);
 
 type Pending = Arc<Mutex<HashMap<String, Entry>>>;
 
@@ -137,7 +142,8 @@ impl ReqChannel {
             .await
             .map_err(|_| SaltError::Closed)?;
         let (tx, rx) = oneshot::channel();
-        lock(&sock.pending).insert(nonce.to_owned(), Entry { expect, tx });
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        lock(&sock.pending).insert(nonce.to_owned(), Entry { expect, tx, seq });
         events::sent(kind);
         if sock.tx.send(body).await.is_err() {
             lock(&sock.pending).remove(nonce);
@@ -255,58 +261,75 @@ fn match_clear(pending: &Pending, env: Value) -> bool {
     }
 }
 
-/// An AES reply is `pickle::` + the request's nonce + the payload under the session
-/// key the request used. Every pending request usually shares one key (the master's),
-/// so each distinct key is tried once and the nonce inside picks the request: one HMAC
-/// and one decryption per reply, however many requests are in flight (trying each
-/// pending request in turn cost a HMAC and a decryption per request in flight).
+/// An AES reply is `pickle::` + the request's nonce + the payload, under the session
+/// key of the id that asked; every id has its own, so the reply's HMAC is tried with
+/// each pending request's key until one verifies, and the nonce inside must then be
+/// that request's. The master answers roughly in the order it was asked (a few
+/// workers take requests first come, first served), so the oldest requests are tried
+/// first: a reply costs a few HMACs instead of one per request in flight (with 500 ids
+/// returning at once, trying them in hash order cost about 0.2 ms of CPU per reply).
 fn match_aes(pending: &Pending, _body: &[u8], v: &Value) -> bool {
     let Some(data) = as_bytes(v) else {
         return false;
     };
-    let keys: Vec<Crypticle> = {
-        let p = lock(pending);
-        let mut ks: Vec<Crypticle> = Vec::new();
-        for e in p.values() {
-            if let Expect::Aes(c) = &e.expect {
-                if !ks.contains(c) {
-                    ks.push(c.clone());
+    let mut p = lock(pending);
+    let mut candidates: Vec<(u64, &String, &Crypticle)> = p
+        .iter()
+        .filter_map(|(nonce, e)| match &e.expect {
+            Expect::Aes(c) => Some((e.seq, nonce, c)),
+            _ => None,
+        })
+        .collect();
+    candidates.sort_unstable_by_key(|(seq, _, _)| *seq);
+    let mut hit = None;
+    let mut tried: Vec<&Crypticle> = Vec::new();
+    for (_, nonce, key) in candidates {
+        // Requests of one id share its key: a key that failed fails again.
+        if tried.iter().any(|k| std::ptr::eq(*k, key) || *k == key) {
+            continue;
+        }
+        if !key.hmac_matches(data) {
+            tried.push(key);
+            continue;
+        }
+        let Ok(plain) = key.loads(data, None) else {
+            break;
+        };
+        match split_nonce(&plain) {
+            Some((n, payload)) if n == nonce.as_str() => {
+                hit = Some((nonce.clone(), payload.to_vec()));
+            }
+            // The id's key, another of its requests: that one's nonce is inside.
+            Some((n, payload)) => {
+                let owner = p
+                    .get(n)
+                    .is_some_and(|e| matches!(&e.expect, Expect::Aes(c) if c == key));
+                if owner {
+                    hit = Some((n.to_owned(), payload.to_vec()));
                 }
             }
+            None => {}
         }
-        ks
-    };
-    for key in keys {
-        let Ok(plain) = key.loads(data, None) else {
-            continue;
-        };
-        let Some((nonce, payload)) = split_nonce(&plain) else {
-            continue;
-        };
-        let mut p = lock(pending);
-        let owner = p
-            .get(nonce)
-            .is_some_and(|e| matches!(&e.expect, Expect::Aes(c) if *c == key));
-        if !owner {
-            continue;
-        }
-        let Some(e) = p.remove(nonce) else {
-            continue;
-        };
-        drop(p);
-        match unpack(payload) {
-            Ok(val) => {
-                events::received("aes_reply");
-                let _ = e.tx.send(Reply::Aes(val));
-            }
-            Err(_) => {
-                reject("garbage");
-                let _ = e.tx.send(Reply::Error("undecodable reply".into()));
-            }
-        }
-        return true;
+        break;
     }
-    false
+    let Some((nonce, payload)) = hit else {
+        return false;
+    };
+    let Some(e) = p.remove(&nonce) else {
+        return false;
+    };
+    drop(p);
+    match unpack(&payload) {
+        Ok(val) => {
+            events::received("aes_reply");
+            let _ = e.tx.send(Reply::Aes(val));
+        }
+        Err(_) => {
+            reject("garbage");
+            let _ = e.tx.send(Reply::Error("undecodable reply".into()));
+        }
+    }
+    true
 }
 
 /// The nonce (as [`crypto::new_nonce`] makes them: 32 hex characters) at the start of

@@ -88,7 +88,8 @@ struct Shared {
     signed_seen: AtomicBool,
     ids: Mutex<HashMap<String, IdEntry>>,
     incarnations: Mutex<u64>,
-    auth_sem: Semaphore,
+    /// Ids in their start sequence at once, and the `_auth` timeout.
+    pacer: super::pacing::Pacer,
     recent: Mutex<(VecDeque<String>, HashSet<String>)>,
     local_ip: Option<String>,
     last_pub_reauth: Mutex<Option<Instant>>,
@@ -189,7 +190,7 @@ pub async fn start(
     let (stop_tx, stop_rx) = watch::channel(false);
     let local_ip = local_ip_towards(&host, cfg.ret_port).await;
     let shared = Arc::new(Shared {
-        auth_sem: Semaphore::new(cfg.auth_concurrency),
+        pacer: super::pacing::Pacer::new(cfg.auth_concurrency, AUTH_TIMEOUT, cfg.request_timeout),
         cfg,
         master_label,
         registry: fleet.registry.clone(),
@@ -404,12 +405,12 @@ async fn auth_loop(shared: Arc<Shared>, id: String, incarnation: u64) {
         if !alive {
             return;
         }
-        let result = {
-            let Ok(_permit) = shared.auth_sem.acquire().await else {
-                return;
-            };
-            authenticate(&shared, &id).await
+        // The turn covers the whole start sequence (`_auth`, `_pillar`, start events):
+        // the master's queue holds all three.
+        let Some(turn) = shared.pacer.turn().await else {
+            return;
         };
+        let result = authenticate(&shared, &id).await;
         let outcome = match &result {
             Ok(AuthOutcome::Accepted { .. }) => "accepted",
             Ok(AuthOutcome::Pending) => "pending",
@@ -429,6 +430,7 @@ async fn auth_loop(shared: Arc<Shared>, id: String, incarnation: u64) {
                     let events = fleet_events::start_events(&id, SystemTime::now());
                     send_events(&shared, Some(&id), events).await;
                 }
+                drop(turn);
                 return;
             }
             Ok(AuthOutcome::Pending) => {
@@ -450,6 +452,7 @@ async fn auth_loop(shared: Arc<Shared>, id: String, incarnation: u64) {
                 backoff(attempt, Duration::from_secs(1), Duration::from_secs(60))
             }
         };
+        drop(turn);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
@@ -479,6 +482,7 @@ async fn authenticate(shared: &Arc<Shared>, id: &str) -> Result<AuthOutcome, Sal
     };
     let body = req.body.clone();
     let nonce = req.nonce.clone();
+    let asked = tokio::time::Instant::now();
     let reply = shared
         .chan
         .request_within(
@@ -486,9 +490,15 @@ async fn authenticate(shared: &Arc<Shared>, id: &str) -> Result<AuthOutcome, Sal
             &nonce,
             Expect::Clear,
             "auth",
-            shared.cfg.request_timeout.min(AUTH_TIMEOUT),
+            shared.pacer.auth_timeout(),
         )
-        .await?;
+        .await;
+    match &reply {
+        Ok(_) => shared.pacer.record(Some(asked.elapsed())),
+        Err(SaltError::Timeout) => shared.pacer.record(None),
+        Err(_) => {}
+    }
+    let reply = reply?;
     let env = match reply {
         Reply::Clear(env) => env,
         Reply::Error(e) => return Err(SaltError::MasterError(e)),
@@ -1389,7 +1399,11 @@ mod tests {
         let (chan, _ends, _readers) = ReqChannel::new(1, cfg.request_timeout, master_pub.clone());
         let (stop_tx, stop) = watch::channel(false);
         let shared = Arc::new(Shared {
-            auth_sem: Semaphore::new(1),
+            pacer: crate::master::salt::pacing::Pacer::new(
+                1,
+                AUTH_TIMEOUT,
+                Duration::from_secs(60),
+            ),
             cfg,
             master_label: "test".into(),
             registry: registry(),

@@ -12,6 +12,7 @@ pub mod fileclient;
 mod fleet_events;
 pub mod keys;
 mod link;
+mod pacing;
 pub mod transport;
 
 #[cfg(test)]
