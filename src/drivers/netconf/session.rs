@@ -282,7 +282,10 @@ async fn run(shared: Arc<Shared>, mut cmds: mpsc::Receiver<Cmd>) {
     let mut waiting: Vec<Cmd> = Vec::new();
     let t = &shared.target;
     loop {
-        let err = match tokio::time::timeout(t.timeout * 2, Session::establish(t)).await {
+        // Boxed, so its storage (the SSH connect and authentication futures) is freed
+        // once the session is up instead of staying in every idle session's task:
+        // 83.4 to 81.5 KiB per device in `drover bench --kind netconf` at 1,000.
+        let err = match tokio::time::timeout(t.timeout * 2, Box::pin(Session::establish(t))).await {
             Ok(Ok(session)) => {
                 backoff = BACKOFF_INITIAL;
                 {
