@@ -9,7 +9,7 @@
 //!
 //! Memory: thousands of sessions sit idle, so nothing here keeps a buffer between
 //! reads (see `Session::poll_fill`). `drover bench --kind netconf`: 148 KiB of
-//! `drover run` RSS per idle session before, 82 KiB at 5,000 devices with that and
+//! `drover run` RSS per idle session before, 80 KiB at 5,000 devices with that and
 //! huge pages off; most of the rest is russh's own per-connection state (README).
 
 use std::collections::HashMap;
