@@ -94,6 +94,7 @@ pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Run { config, shard } => {
             telemetry::init_tracing("info");
+            disable_huge_pages();
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -213,6 +214,20 @@ fn import_pillar(dir: &std::path::Path, out: Option<&std::path::Path>, ids: &[St
 }
 
 /// Thousands of devices need thousands of sockets; the usual soft limit is 1,024.
+/// No transparent huge pages for the daemon. mimalloc asks for them on its arenas
+/// (`madvise(MADV_HUGEPAGE)`), and where the kernel grants them a 2 MiB page stays
+/// resident when only a few KiB of it are in use; thousands of long-lived sessions
+/// scatter across many. `drover bench --kind netconf` at 1,000 devices: 111.5 KiB
+/// per idle device with them, 85.4 KiB without (`MIMALLOC_ALLOW_THP=0`), for the
+/// same `get_config` rate. The flag is per process and inherited by children.
+fn disable_huge_pages() {
+    #[cfg(target_os = "linux")]
+    match rustix::thread::disable_transparent_huge_pages(true) {
+        Ok(()) => tracing::debug!("Transparent huge pages disabled."),
+        Err(e) => tracing::warn!(error = %e, "Could not disable transparent huge pages."),
+    }
+}
+
 fn raise_fd_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(limit = n, "Open-file limit raised."),

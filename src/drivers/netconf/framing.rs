@@ -52,9 +52,6 @@ enum ChunkState {
     Data(usize),
 }
 
-/// Input buffer capacity an idle decoder keeps.
-const IDLE_BUFFER: usize = 4096;
-
 /// Incremental decoder: push bytes with [`Decoder::extend`], then take whole
 /// messages with [`Decoder::next_message`] until it answers `None`.
 #[derive(Debug)]
@@ -129,13 +126,11 @@ impl Decoder {
             Framing::Chunked => self.next_chunked(),
         };
         if self.start == self.buf.len() {
-            self.buf.clear();
+            // Thousands of idle sessions: none keeps an input buffer between reads
+            // (a reply's last one was up to 4 KiB each), as `drivers::http1` does for
+            // REST. The next read allocates its own.
+            self.buf = Vec::new();
             self.start = 0;
-            // Thousands of idle sessions: one big reply must not leave its buffer
-            // behind in every one of them.
-            if self.buf.capacity() > IDLE_BUFFER {
-                self.buf.shrink_to(IDLE_BUFFER);
-            }
         }
         r
     }
