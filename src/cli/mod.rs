@@ -213,7 +213,6 @@ fn import_pillar(dir: &std::path::Path, out: Option<&std::path::Path>, ids: &[St
     0
 }
 
-/// Thousands of devices need thousands of sockets; the usual soft limit is 1,024.
 /// No transparent huge pages for the daemon. mimalloc asks for them on its arenas
 /// (`madvise(MADV_HUGEPAGE)`), and where the kernel grants them a 2 MiB page stays
 /// resident when only a few KiB of it are in use; thousands of long-lived sessions
@@ -228,6 +227,7 @@ fn disable_huge_pages() {
     }
 }
 
+/// Thousands of devices need thousands of sockets; the usual soft limit is 1,024.
 fn raise_fd_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(limit = n, "Open-file limit raised."),
