@@ -10,13 +10,12 @@
 //! and the scheduler at over 40% of Drover's CPU per Salt return. The SUB socket keeps
 //! its thread: publications are few, and its monitor socket is polled with it.
 
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, RawFd};
 
 use rand::RngExt as _;
 use tokio::io::unix::AsyncFd;
@@ -31,6 +30,8 @@ pub enum TransportError {
     Zmq(#[from] zmq::Error),
     #[error("could not start socket thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error("could not register the socket's descriptor with the runtime: {0}")]
+    Register(#[source] std::io::Error),
 }
 
 /// What the publish socket reports.
@@ -254,7 +255,7 @@ fn register(sock: zmq::Socket) -> Result<AsyncFd<ZmqSocket>, TransportError> {
     // inside the `AsyncFd` (as `ZmqSocket`), which deregisters the descriptor before
     // it drops the socket; `as_raw_fd` always returns this same descriptor.
     unsafe { AsyncFd::register_with_interest(ZmqSocket { sock, fd }, Interest::READABLE) }
-        .map_err(|e| TransportError::Thread(e.into_parts().1))
+        .map_err(|e| TransportError::Register(e.into_parts().1))
 }
 
 /// Bodies taken from the link but not yet accepted by libzmq (its queue is at the
