@@ -322,14 +322,7 @@ fn run(a: &BenchArgs) -> Result<()> {
     let work = WorkDir::create(a.keep)?;
     if a.master == BenchMaster::Salt {
         let runs = super::salt_bench::run(a, &exe, &work)?;
-        if let Some(path) = &a.json {
-            let text = serde_json::to_string_pretty(&runs)?;
-            std::fs::write(path, text + "\n").with_context(|| format!("{}", path.display()))?;
-            eprintln!("figures written to {}", path.display());
-        }
-        if a.keep {
-            eprintln!("work directory kept: {}", work.path.display());
-        }
+        finish(a, &work, &runs)?;
         return super::salt_bench::check(&runs);
     }
     let mut runs = Vec::new();
@@ -375,8 +368,13 @@ fn run(a: &BenchArgs) -> Result<()> {
         runs,
     };
     outln!("{}", table(&report));
+    finish(a, &work, &report)
+}
+
+/// Writes the figures with `--json` and names the work directory with `--keep`.
+fn finish(a: &BenchArgs, work: &WorkDir, figures: &impl Serialize) -> Result<()> {
     if let Some(path) = &a.json {
-        let text = serde_json::to_string_pretty(&report)?;
+        let text = serde_json::to_string_pretty(figures)?;
         std::fs::write(path, text + "\n").with_context(|| format!("{}", path.display()))?;
         eprintln!("figures written to {}", path.display());
     }
