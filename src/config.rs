@@ -371,6 +371,10 @@ pub struct MasterConfig {
     /// pillar lists (`proxy: {proxytype: deltaproxy, ids: [...]}`) and manages each
     /// listed id whose own pillar has a `proxy:` block, besides the inventory files.
     pub pillar_inventory: Option<String>,
+    /// Syndic mode: the fleet appears to the master as one syndic with this id (one
+    /// `_auth`, returns batched in `_syndic_return`), and the master needs
+    /// `order_masters: True`. Unset: every device is its own minion id.
+    pub syndic_id: Option<String>,
     /// Salt's `file_roots` for state runs under the local master: `{saltenv = [dirs]}`,
     /// relative to the config file (a Salt master serves its own instead).
     pub file_roots: std::collections::BTreeMap<String, Vec<PathBuf>>,
@@ -391,6 +395,7 @@ impl Default for MasterConfig {
             return_retries: 5,
             pillar_refresh: Duration::ZERO,
             pillar_inventory: None,
+            syndic_id: None,
             file_roots: std::collections::BTreeMap::new(),
         }
     }
@@ -428,6 +433,20 @@ impl MasterConfig {
                 bad(
                     "master.pillar_inventory",
                     "must be a minion id (1 to 256 characters, no slashes)",
+                );
+            }
+        }
+        if let Some(s) = &self.syndic_id {
+            if s.trim().is_empty() || s.len() > 256 || s.contains(['/', '\\', '\0']) {
+                bad(
+                    "master.syndic_id",
+                    "must be a minion id (1 to 256 characters, no slashes)",
+                );
+            }
+            if self.pillar_inventory.is_some() {
+                bad(
+                    "master.syndic_id",
+                    "cannot be combined with pillar_inventory: a syndic has no pillar per device",
                 );
             }
         }

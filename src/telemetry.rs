@@ -32,6 +32,7 @@ pub const MASTER_REJECTED: &str = "drover_master_rejected_total";
 pub const MASTER_AES_ROTATIONS: &str = "drover_master_aes_rotations_total";
 pub const MASTER_AUTH: &str = "drover_master_auth_total";
 pub const MASTER_EVENTS: &str = "drover_master_events_total";
+pub const MASTER_SYNDIC_RETURNS: &str = "drover_master_syndic_returns_total";
 pub const PILLAR_INVENTORY_REJECTED: &str = "drover_pillar_inventory_rejected_total";
 pub const SNMP_RETRIES: &str = "drover_snmp_retries_total";
 pub const SNMP_TIMEOUTS: &str = "drover_snmp_timeouts_total";
@@ -144,6 +145,10 @@ fn describe() {
     describe_counter!(
         PILLAR_INVENTORY_REJECTED,
         "Pillar proxy: blocks that did not make a valid device (the id keeps its last good one)."
+    );
+    describe_counter!(
+        MASTER_SYNDIC_RETURNS,
+        "Device returns the master took in `_syndic_return` loads (syndic mode)."
     );
     describe_counter!(
         MASTER_AUTH,

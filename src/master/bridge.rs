@@ -28,8 +28,9 @@ pub fn spawn(link: SaltLink, fleet: Fleet) -> ShutdownHandle {
         jobs,
         returns,
         shutdown,
+        syndic,
     } = link;
-    tokio::spawn(run(commands, jobs, returns, fleet));
+    tokio::spawn(run(commands, jobs, returns, fleet, syndic));
     shutdown
 }
 
@@ -38,7 +39,10 @@ async fn run(
     mut jobs: mpsc::Receiver<PublishedJob>,
     returns: mpsc::Sender<SaltReturn>,
     fleet: Fleet,
+    syndic: bool,
 ) {
+    // Only a syndic link is told each job's devices.
+    let expect = syndic.then(|| commands.clone());
     let announcer = tokio::spawn(announce(fleet.clone(), commands));
     while let Some(job) = jobs.recv().await {
         metrics::counter!(telemetry::MASTER_MESSAGES, "direction" => "in", "kind" => "job")
@@ -46,6 +50,14 @@ async fn run(
         match to_request(&job) {
             Ok(req) => match fleet.submit(req).await {
                 Ok(mut handle) => {
+                    if let Some(tx) = &expect {
+                        let _ = tx
+                            .send(LinkCommand::Expect {
+                                jid: job.jid.clone(),
+                                minions: handle.minions.clone(),
+                            })
+                            .await;
+                    }
                     let returns = returns.clone();
                     let fun_args = job.arg.clone();
                     let user = job.user.clone();
@@ -74,6 +86,14 @@ async fn run(
                     // The master waits for every targeted minion: a refused job
                     // still answers once per device, with the reason.
                     if let FleetError::Dispatch(d) = &e {
+                        if let Some(tx) = &expect {
+                            let _ = tx
+                                .send(LinkCommand::Expect {
+                                    jid: job.jid.clone(),
+                                    minions: d.refused_minions().to_vec(),
+                                })
+                                .await;
+                        }
                         for id in d.refused_minions() {
                             let ret = SaltReturn {
                                 id: id.clone(),
@@ -218,7 +238,7 @@ mod tests {
         let (cmd_tx, _cmd_rx) = mpsc::channel(16);
         let (job_tx, job_rx) = mpsc::channel(4);
         let (ret_tx, mut ret_rx) = mpsc::channel(16);
-        let bridge = tokio::spawn(run(cmd_tx, job_rx, ret_tx, fleet.clone()));
+        let bridge = tokio::spawn(run(cmd_tx, job_rx, ret_tx, fleet.clone(), false));
         let job = |fun: &str| PublishedJob {
             jid: "20261125000000000001".into(),
             tgt: Value::String("*".into()),

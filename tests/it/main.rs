@@ -18,6 +18,7 @@ mod salt;
 mod salt_master;
 mod salt_pillar;
 mod salt_states;
+mod salt_syndic;
 mod secrets;
 mod snmp_fleet;
 mod snmpd;

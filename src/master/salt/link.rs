@@ -23,6 +23,7 @@ use super::envelope::{self, as_text, from_json, get, map, pack, to_json, Envelop
 use super::events;
 use super::fleet_events;
 use super::keys::{self, MinionKey};
+use super::syndic;
 use super::transport::{endpoint, SubEvent, Transport, Worker};
 use super::{LinkCommand, PublishedJob, SaltError, SaltReturn};
 use crate::config::MasterConfig;
@@ -41,6 +42,11 @@ const RETURN_CONCURRENCY: usize = 256;
 /// Minimum spacing of re-auths triggered by undecryptable publications.
 const PUB_REAUTH_SPACING: Duration = Duration::from_secs(10);
 const DEALERS: usize = 2;
+/// `_syndic_return` loads in flight at once. While they are, returns queue up and
+/// the next load carries them all: batches grow with the master's latency.
+const SYNDIC_IN_FLIGHT: usize = 4;
+/// How long a `_syndic_return` batch waits for more returns after its first.
+const SYNDIC_LINGER: Duration = Duration::from_millis(20);
 
 /// Functions the link answers itself instead of forwarding.
 const INTERNAL_FUNS: [&str; 3] = [
@@ -93,7 +99,15 @@ struct Shared {
     recent: Mutex<(VecDeque<String>, HashSet<String>)>,
     local_ip: Option<String>,
     last_pub_reauth: Mutex<Option<Instant>>,
+    /// Syndic mode: the one id the link authenticates, and the queue of returns its
+    /// `_syndic_return` loads carry.
+    syndic: Option<SyndicLink>,
     stop: watch::Receiver<bool>,
+}
+
+struct SyndicLink {
+    id: String,
+    returns: mpsc::Sender<SaltReturn>,
 }
 
 /// Shutdown handle held by `SaltLink`.
@@ -189,6 +203,17 @@ pub async fn start(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let local_ip = local_ip_towards(&host, cfg.ret_port).await;
+    let (syndic, syndic_rx) = match &cfg.syndic_id {
+        Some(id) => {
+            let (tx, rx) = mpsc::channel(16_384);
+            let link = SyndicLink {
+                id: id.clone(),
+                returns: tx,
+            };
+            (Some(link), Some(rx))
+        }
+        None => (None, None),
+    };
     let shared = Arc::new(Shared {
         pacer: super::pacing::Pacer::new(cfg.auth_concurrency, AUTH_TIMEOUT, cfg.request_timeout),
         cfg,
@@ -207,6 +232,7 @@ pub async fn start(
         recent: Mutex::new((VecDeque::new(), HashSet::new())),
         local_ip,
         last_pub_reauth: Mutex::new(None),
+        syndic,
         stop: stop_rx,
     });
 
@@ -230,6 +256,10 @@ pub async fn start(
     if let Some(p) = &shared.pillar_devices {
         upsert(&shared, p.control_id().to_owned());
     }
+    if let (Some(s), Some(rx)) = (&shared.syndic, syndic_rx) {
+        upsert(&shared, s.id.clone());
+        tasks.push(tokio::spawn(syndic_return_loop(shared.clone(), rx)));
+    }
     // State runs read SLS files from this master's file server.
     let files =
         super::fileclient::SaltFileClient::new(Arc::new(FileRequests(Arc::downgrade(&shared))));
@@ -239,6 +269,7 @@ pub async fn start(
         commands: cmd_tx,
         jobs: jobs_rx,
         returns: ret_tx,
+        syndic: shared.syndic.is_some(),
         shutdown: Shutdown {
             stop: stop_tx,
             tasks,
@@ -257,6 +288,21 @@ async fn command_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<LinkCommand>) 
         };
         let Some(cmd) = cmd else { return };
         match cmd {
+            LinkCommand::Expect { jid, minions } => {
+                if let Some(s) = &shared.syndic {
+                    if !minions.is_empty() {
+                        let shared = shared.clone();
+                        let pretag = syndic::pretag(&s.id);
+                        let event = syndic::expected_event(&jid, &minions);
+                        tokio::spawn(async move {
+                            send_events(&shared, None, Some(&pretag), vec![event]).await;
+                        });
+                    }
+                }
+            }
+            // A syndic authenticates only itself: devices are known to the master
+            // through their returns and the expected-minion events.
+            LinkCommand::Upsert { .. } | LinkCommand::Remove { .. } if shared.syndic.is_some() => {}
             LinkCommand::Upsert { id } => upsert(&shared, id),
             LinkCommand::Remove { id } => {
                 // Pillar ids stay authenticated while listed: their pillar is what
@@ -426,9 +472,13 @@ async fn auth_loop(shared: Arc<Shared>, id: String, incarnation: u64) {
                     e.authing = false;
                 }
                 tracing::info!(id = %id, "Minion id authenticated.");
-                if send_pillar(&shared, &id).await {
+                if shared.syndic.is_some() {
+                    // A syndic reports no grains and has no pillar of its own.
+                    let events = syndic::start_events(&id, SystemTime::now());
+                    send_events(&shared, Some(&id), None, events).await;
+                } else if send_pillar(&shared, &id).await {
                     let events = fleet_events::start_events(&id, SystemTime::now());
-                    send_events(&shared, Some(&id), events).await;
+                    send_events(&shared, Some(&id), None, events).await;
                 }
                 drop(turn);
                 return;
@@ -724,6 +774,7 @@ async fn send_pillar(shared: &Arc<Shared>, id: &str) -> bool {
 async fn send_events(
     shared: &Arc<Shared>,
     carrier: Option<&str>,
+    pretag: Option<&str>,
     events: Vec<(String, serde_json::Value)>,
 ) {
     if events.is_empty() {
@@ -761,7 +812,8 @@ async fn send_events(
             })
             .collect(),
     );
-    let fields = vec![("pretag", Value::Nil), ("events", list)];
+    let pretag = pretag.map_or(Value::Nil, Value::from);
+    let fields = vec![("pretag", pretag), ("events", list)];
     match aes_request(shared, &carrier, "_minion_event", fields, "event").await {
         Ok(_) => metrics::counter!(telemetry::MASTER_EVENTS, "outcome" => "sent").increment(n),
         Err(e) => {
@@ -782,7 +834,12 @@ async fn event_loop(shared: Arc<Shared>) {
             _ = stop.changed() => None,
         };
         let Some(batch) = batch else { return };
-        let mut refresh: Vec<String> = batch.refresh.iter().map(|i| i.to_string()).collect();
+        // A syndic has no pillar per device to fetch.
+        let mut refresh: Vec<String> = if shared.syndic.is_some() {
+            Vec::new()
+        } else {
+            batch.refresh.iter().map(|i| i.to_string()).collect()
+        };
         // A device asking for its pillar may be the news of a pillar edit: the
         // control id's list is fetched again with it, so new devices are picked up.
         if let Some(p) = &shared.pillar_devices {
@@ -817,12 +874,20 @@ async fn event_loop(shared: Arc<Shared>) {
             .into_iter()
             .map(|(_, tag, data)| (tag, data))
             .collect();
-        send_events(&shared, None, events).await;
+        send_events(&shared, None, None, events).await;
     }
 }
 
 /// Sends a device's request (`_mine`, `_mine_get`, ...) and hands back the answer.
 async fn master_request(shared: &Arc<Shared>, req: &crate::events::MasterRequest) {
+    if let Some(s) = &shared.syndic {
+        // The master accepts a request only under the id that authenticated.
+        req.answer(Err(format!(
+            "'{}' needs a session of the device's own id; this Drover is the syndic {}",
+            req.cmd, s.id
+        )));
+        return;
+    }
     let fields: Vec<(&str, Value)> = req
         .load
         .iter()
@@ -1049,6 +1114,23 @@ async fn dispatch(shared: &Arc<Shared>, load: Value, jobs_tx: &mpsc::Sender<Publ
         answer_internal(shared, &jid, &fun, &arg, &tgt, &tgt_type, user);
         return true;
     }
+    if let Some(s) = &shared.syndic {
+        if syndic::targets_syndic(&s.id, &tgt, &tgt_type) {
+            let (ret, retcode, success) = syndic::own_answer(&fun);
+            let r = SaltReturn {
+                id: s.id.clone(),
+                jid: jid.clone(),
+                fun: fun.clone(),
+                fun_args: arg.clone(),
+                ret,
+                retcode,
+                success,
+                user: user.clone(),
+                schedule: None,
+            };
+            tokio::spawn(send_return(shared.clone(), r, None));
+        }
+    }
     let (arg, kwarg) = envelope::split_args(&arg);
     let job = PublishedJob {
         jid,
@@ -1082,13 +1164,21 @@ fn answer_internal(
             return;
         }
     };
-    let targets: Vec<String> = {
+    let mut targets: Vec<String> = if shared.syndic.is_some() {
+        targets
+    } else {
         let ids = lock(&shared.ids);
         targets
             .into_iter()
             .filter(|id| ids.get(id).is_some_and(|e| e.state == IdState::Accepted))
             .collect()
     };
+    // The syndic id runs no jobs of its own: it answers as an idle minion.
+    if let Some(s) = &shared.syndic {
+        if syndic::targets_syndic(&s.id, tgt, tgt_type) {
+            targets.push(s.id.clone());
+        }
+    }
     for id in targets {
         let ret = internal_answer(fun, arg, &shared.running.for_device(&id));
         let r = SaltReturn {
@@ -1211,6 +1301,13 @@ async fn send_return(
     r: SaltReturn,
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
+    if let Some(s) = &shared.syndic {
+        let (id, jid) = (r.id.clone(), r.jid.clone());
+        if s.returns.send(r).await.is_err() {
+            events::ReturnDropped { id: &id, jid: &jid }.emit();
+        }
+        return;
+    }
     let attempts = shared.cfg.return_retries.saturating_add(1);
     let mut seen_gen = None;
     for attempt in 0..attempts {
@@ -1267,6 +1364,84 @@ async fn send_return(
         jid: &r.jid,
     }
     .emit();
+}
+
+/// Syndic mode: gathers the fleet's returns into `_syndic_return` loads, at most
+/// [`SYNDIC_IN_FLIGHT`] at once.
+async fn syndic_return_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<SaltReturn>) {
+    let sem = Arc::new(Semaphore::new(SYNDIC_IN_FLIGHT));
+    let mut stop = shared.stop.clone();
+    loop {
+        let permit = tokio::select! {
+            p = sem.clone().acquire_owned() => p,
+            _ = stop.changed() => return,
+        };
+        let Ok(permit) = permit else { return };
+        let first = tokio::select! {
+            r = rx.recv() => r,
+            _ = stop.changed() => None,
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![first];
+        let deadline = Instant::now() + SYNDIC_LINGER;
+        while batch.len() < syndic::MAX_BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(r)) => batch.push(r),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        tokio::spawn(send_syndic_batch(shared.clone(), batch, permit));
+    }
+}
+
+/// Sends one `_syndic_return`, re-authenticating the syndic id and retrying
+/// (bounded) on failure. A load the master took but whose answer was lost comes
+/// again: the CLI keeps one return per device.
+async fn send_syndic_batch(
+    shared: Arc<Shared>,
+    batch: Vec<SaltReturn>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let Some(sid) = shared.syndic.as_ref().map(|s| s.id.clone()) else {
+        return;
+    };
+    let keys: Vec<(String, String)> = batch
+        .iter()
+        .map(|r| (r.id.clone(), r.jid.clone()))
+        .collect();
+    let load = syndic::return_items(&sid, batch);
+    let attempts = shared.cfg.return_retries.saturating_add(1);
+    let mut seen_gen = None;
+    for attempt in 0..attempts {
+        if *shared.stop.borrow() {
+            break;
+        }
+        if !wait_session(&shared, &sid, seen_gen, shared.cfg.request_timeout).await {
+            continue;
+        }
+        let fields = vec![("load", load.clone())];
+        match aes_request(&shared, &sid, "_syndic_return", fields, "syndic_return").await {
+            Ok(_) => {
+                metrics::counter!(telemetry::MASTER_SYNDIC_RETURNS).increment(keys.len() as u64);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(id = %sid, returns = keys.len(), attempt, error = %e, "Syndic return failed; re-authenticating.");
+                let gen = lock(&shared.ids).get(&sid).map_or(0, |e| e.session_gen);
+                trigger_reauth(&shared, &sid, gen);
+                seen_gen = Some(gen);
+                tokio::time::sleep(backoff(
+                    attempt,
+                    Duration::from_millis(500),
+                    Duration::from_secs(10),
+                ))
+                .await;
+            }
+        }
+    }
+    for (id, jid) in &keys {
+        events::ReturnDropped { id, jid }.emit();
+    }
 }
 
 #[cfg(test)]
@@ -1420,6 +1595,7 @@ mod tests {
             recent: Mutex::new((VecDeque::new(), HashSet::new())),
             local_ip: None,
             last_pub_reauth: Mutex::new(None),
+            syndic: None,
             stop,
         });
         (shared, stop_tx)

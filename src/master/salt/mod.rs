@@ -1,7 +1,7 @@
 //! The Salt master link: makes every managed device appear as its own minion of an
 //! unmodified Salt master (ZeroMQ transport, protocol v3). One SUB connection serves all
 //! ids; requests are pipelined over a few DEALER sockets; each id authenticates on its
-//! own. See `/work/shared/salt-protocol.md` for the protocol.
+//! own, or (syndic mode) the fleet authenticates once as a syndic. See `/work/shared/salt-protocol.md` for the protocol.
 
 mod auth;
 mod channel;
@@ -13,6 +13,7 @@ mod fleet_events;
 pub mod keys;
 mod link;
 mod pacing;
+mod syndic;
 pub mod transport;
 
 #[cfg(test)]
@@ -36,6 +37,9 @@ pub enum LinkCommand {
     Upsert { id: String },
     /// Forget an id.
     Remove { id: String },
+    /// The devices a publication went to. In syndic mode the master's CLI learns
+    /// them only from the syndic, so the link tells it; per-id links ignore it.
+    Expect { jid: String, minions: Vec<String> },
 }
 
 /// A verified publication, decoded. `tgt` is a string or a list of ids.
@@ -154,6 +158,8 @@ pub struct SaltLink {
     pub jobs: mpsc::Receiver<PublishedJob>,
     /// Results to report to the master.
     pub returns: mpsc::Sender<SaltReturn>,
+    /// Syndic mode: the master wants [`LinkCommand::Expect`] for every job.
+    pub syndic: bool,
     /// Stops the link; also reachable as [`SaltLink::shutdown`]. Public so the channels
     /// can be moved out by destructuring.
     pub shutdown: ShutdownHandle,
@@ -169,6 +175,7 @@ impl SaltLink {
             jobs,
             returns,
             shutdown,
+            syndic: _,
         } = self;
         drop(commands);
         drop(returns);
