@@ -70,6 +70,18 @@ pub struct BenchArgs {
     /// 'worker_threads: 8'`); may be repeated.
     #[arg(long)]
     pub salt_opt: Vec<String>,
+    /// How the fleet appears to the salt-master: `minion` (one id per device) or
+    /// `syndic` (one syndic id; the master gets `order_masters: True` and
+    /// `syndic_wait: 1`).
+    #[arg(long, default_value = "minion")]
+    pub salt_mode: SaltMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaltMode {
+    Minion,
+    Syndic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]

@@ -17,7 +17,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::bench::{free_port, proc_stats, start_sim, BenchArgs, Proc, WorkDir};
+use super::bench::{free_port, proc_stats, start_sim, BenchArgs, Proc, SaltMode, WorkDir};
+
+/// The id the fleet authenticates as in syndic mode; never counted as a device.
+const SYNDIC_ID: &str = "drover-bench-syndic";
+
+/// The master options syndic mode needs: publications go out although the master
+/// knows no device, and the CLI waits 1 s (Salt's default is 5 s) for more
+/// expected-minion lists once every known id answered.
+const SYNDIC_MASTER_OPTS: [&str; 2] = ["order_masters: True", "syndic_wait: 1"];
 
 /// Salt's own default `-t` is 5 s; a fan-out to thousands of ids takes longer
 /// through the master, so the CLI waits this long plus a second per 500 ids.
@@ -26,6 +34,7 @@ const CLI_TIMEOUT_BASE_S: u64 = 15;
 /// One fleet size's figures.
 #[derive(Debug, Serialize)]
 pub struct SaltRun {
+    pub mode: SaltMode,
     pub ids: usize,
     /// Ids that answered the last `test.ping`.
     pub answering: usize,
@@ -82,8 +91,12 @@ pub(super) fn run(a: &BenchArgs, exe: &Path, work: &WorkDir) -> Result<Vec<SaltR
         .unwrap_or(super::bench::BenchKind::Rest);
     let mut runs = Vec::new();
     for &n in &a.devices {
-        eprintln!("== salt master, {kind}: {n} ids");
-        let dir = work.path.join(format!("salt-{kind}-{n}"));
+        let mode = match a.salt_mode {
+            SaltMode::Minion => "minion",
+            SaltMode::Syndic => "syndic",
+        };
+        eprintln!("== salt master, {kind}: {n} ids, {mode} mode");
+        let dir = work.path.join(format!("salt-{kind}-{n}-{mode}"));
         std::fs::create_dir_all(&dir)?;
         runs.push(measure(a, exe, &bin, &dir, kind, n)?);
     }
@@ -119,10 +132,14 @@ fn measure(
         sims.push(start_sim(exe, &sim, &inv, dir)?);
         inventories.push(inv);
     }
-    let master = Master::start(bin, dir, &a.salt_opt)?;
+    let mut master_opts = a.salt_opt.clone();
+    if a.salt_mode == SaltMode::Syndic {
+        master_opts.extend(SYNDIC_MASTER_OPTS.iter().map(|o| (*o).to_owned()));
+    }
+    let master = Master::start(bin, dir, &master_opts)?;
     let http_port = free_port()?;
     let config = dir.join("drover.toml");
-    write_config(&config, &inventories, http_port, &master)?;
+    write_config(&config, &inventories, http_port, &master, a.salt_mode)?;
     let log_path = dir.join("drover.log");
     let log = std::fs::File::create(&log_path)?;
     let started = Instant::now();
@@ -218,6 +235,7 @@ fn measure(
     }
     let (drover_warnings, drover_warning_sample) = warnings(&log_path);
     Ok(SaltRun {
+        mode: a.salt_mode,
         ids: n,
         answering,
         time_to_all_answer_s: all_at,
@@ -228,7 +246,7 @@ fn measure(
         drover_idle_cpu,
         drover_warnings,
         drover_warning_sample,
-        master_opts: a.salt_opt.clone(),
+        master_opts,
         start_requests,
     })
 }
@@ -246,8 +264,11 @@ fn cli_round(
     let (v, _) = master.salt(&["*", fun], timeout)?;
     let wall_s = t0.elapsed().as_secs_f64();
     let returns = v.as_object().map_or(0, |m| {
-        m.values()
-            .filter(|r| !matches!(r, Value::String(s) if s.starts_with("Minion did not return")))
+        m.iter()
+            .filter(|(id, r)| {
+                id.as_str() != SYNDIC_ID
+                    && !matches!(r, Value::String(s) if s.starts_with("Minion did not return"))
+            })
             .count()
     });
     let master_cpu_s = master.cpu_seconds() - m0;
@@ -301,9 +322,12 @@ fn sent_requests(http_port: u16) -> std::collections::BTreeMap<String, f64> {
     out
 }
 
+/// Devices that answered `true` (the syndic id's own answer is not a device's).
 fn trues(v: &Value) -> usize {
     v.as_object().map_or(0, |m| {
-        m.values().filter(|r| **r == Value::Bool(true)).count()
+        m.iter()
+            .filter(|(id, r)| id.as_str() != SYNDIC_ID && **r == Value::Bool(true))
+            .count()
     })
 }
 
@@ -319,17 +343,27 @@ fn warnings(log: &Path) -> (usize, Vec<String>) {
     (lines.len(), sample)
 }
 
-fn write_config(path: &Path, inventories: &[PathBuf], port: u16, m: &Master) -> Result<()> {
+fn write_config(
+    path: &Path,
+    inventories: &[PathBuf],
+    port: u16,
+    m: &Master,
+    mode: SaltMode,
+) -> Result<()> {
     let names: Vec<String> = inventories
         .iter()
         .filter_map(|p| p.file_name())
         .map(|n| format!("{:?}", n.to_string_lossy()))
         .collect();
     let text = format!(
-        "inventory = [{}]\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[master]\nkind = \"salt\"\nhost = \"127.0.0.1\"\npublish_port = {}\nret_port = {}\npki_dir = \"pki\"\n",
+        "inventory = [{}]\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[master]\nkind = \"salt\"\nhost = \"127.0.0.1\"\npublish_port = {}\nret_port = {}\npki_dir = \"pki\"\n{}",
         names.join(", "),
         m.pub_port,
-        m.ret_port
+        m.ret_port,
+        match mode {
+            SaltMode::Minion => String::new(),
+            SaltMode::Syndic => format!("syndic_id = \"{SYNDIC_ID}\"\n"),
+        }
     );
     let mut f = std::fs::File::create(path)?;
     f.write_all(text.as_bytes())?;
@@ -474,7 +508,7 @@ impl Drop for Master {
 
 fn table(runs: &[SaltRun]) -> String {
     let mut out = String::from(
-        "| ids | all answer after | test.ping wall (min–max) | grains.items wall | master ms / return | Drover µs / return (over idle) | idle CPU master / Drover | Drover RSS | _auth / _pillar per id at start | warnings |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| mode | ids | all answer after | test.ping wall (min–max) | grains.items wall | master ms / return | Drover µs / return (over idle) | idle CPU master / Drover | Drover RSS | _auth / _pillar per id at start | warnings |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in runs {
         let walls: Vec<f64> = r.ping.iter().map(|p| p.wall_s).collect();
@@ -489,7 +523,8 @@ fn table(runs: &[SaltRun]) -> String {
                 .unwrap_or_else(|| "-".into())
         };
         out.push_str(&format!(
-            "| {} | {} s | {:.2}–{:.2} s | {} s | {} | {} ({}) | {:.0}% / {:.1}% | {:.1} MiB | {:.2} / {:.2} | {} |\n",
+            "| {:?} | {} | {} s | {:.2}–{:.2} s | {} s | {} | {} ({}) | {:.0}% / {:.1}% | {:.1} MiB | {:.2} / {:.2} | {} |\n",
+            r.mode,
             r.ids,
             opt(r.time_to_all_answer_s, 1),
             min,
