@@ -17,6 +17,7 @@ mod prometheus;
 mod salt;
 mod salt_master;
 mod salt_pillar;
+mod salt_restart;
 mod salt_states;
 mod salt_syndic;
 mod secrets;

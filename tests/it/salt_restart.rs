@@ -1,0 +1,172 @@
+//! Restarts against a real `salt-master`: `drover run` with 2,000 devices started
+//! twice in a row (the second start re-authenticates every id, or the syndic id,
+//! with keys the master already holds). After each start every id answers
+//! `test.ping` through the `salt` CLI, no id is lost or added on the master, and
+//! Drover logs no warning or error. Heavy: ignored by `cargo test`, run by `.ci/run`
+//! on its own.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::salt_master::*;
+use crate::support::*;
+
+const IDS: usize = 2_000;
+const SYNDIC: &str = "drover-restart-syndic";
+
+#[actix_rt::test]
+#[ignore = "heavy: 2,000 ids through a real master, started twice; .ci/run runs it alone"]
+async fn two_thousand_minion_ids_answer_after_each_of_two_starts() {
+    restart_twice("two_thousand_minion_ids_answer_after_each_of_two_starts", false).await;
+}
+
+#[actix_rt::test]
+#[ignore = "heavy: 2,000 devices behind one syndic id, started twice; .ci/run runs it alone"]
+async fn two_thousand_devices_behind_a_syndic_answer_after_each_of_two_starts() {
+    restart_twice(
+        "two_thousand_devices_behind_a_syndic_answer_after_each_of_two_starts",
+        true,
+    )
+    .await;
+}
+
+/// Stops `drover run` (SIGTERM, bounded wait, then SIGKILL) when dropped.
+struct Drover(Child);
+
+impl Drover {
+    fn stop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Drover {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+async fn restart_twice(test: &str, syndic: bool) {
+    let extra = if syndic {
+        "order_masters: True\nsyndic_wait: 1\n"
+    } else {
+        ""
+    };
+    let Some((_one, tmp, master)) = salt_case(test, extra).await else {
+        return;
+    };
+    let sim = sim(IDS);
+    let dir = tmp.path();
+    std::fs::write(dir.join("inv.toml"), sim.sim.inventory_toml()).expect("inventory");
+    let syndic_line = if syndic {
+        format!("syndic_id = \"{SYNDIC}\"\n")
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        dir.join("drover.toml"),
+        format!(
+            "inventory = [\"inv.toml\"]\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+             [master]\nkind = \"salt\"\nhost = \"127.0.0.1\"\npublish_port = {}\n\
+             ret_port = {}\npki_dir = \"pki\"\n{syndic_line}",
+            free_port(),
+            master.pub_port,
+            master.ret_port,
+        ),
+    )
+    .expect("config");
+    let ids: Vec<String> = sim.sim.devices().iter().map(|d| d.id.clone()).collect();
+    assert_eq!(ids.len(), IDS);
+
+    for start in 1..=2 {
+        let log = dir.join(format!("drover-{start}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_drover"))
+            .args(["run", "--config"])
+            .arg(dir.join("drover.toml"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("drover run starts");
+        let mut drover = Drover(child);
+        let answered = every_id_answers(&master, &ids, Duration::from_secs(600)).await;
+        drover.stop();
+        let problems = warnings(&log);
+        assert!(
+            answered.is_empty(),
+            "start {start}: {} of {IDS} ids never answered, e.g. {:?}; log: {problems:?}",
+            answered.len(),
+            &answered[..answered.len().min(5)]
+        );
+        assert!(
+            problems.is_empty(),
+            "start {start}: Drover logged {} warnings or errors: {:?}",
+            problems.len(),
+            &problems[..problems.len().min(5)]
+        );
+        // One key per device (or the syndic's one): none lost, none made up.
+        let (keys, text) = master.cli("salt-key", &["-L", "--out", "json"]).await;
+        let accepted = keys["minions"].as_array().map_or(0, Vec::len);
+        let expected = if syndic { 1 } else { IDS };
+        assert_eq!(accepted, expected, "start {start}: {}", &text[..text.len().min(500)]);
+        assert_eq!(
+            keys["minions_pre"].as_array().map_or(0, Vec::len),
+            0,
+            "start {start}: no key waits for acceptance"
+        );
+    }
+}
+
+/// Pings every id through the CLI until each has answered `true` once (bounded);
+/// returns the ids that never did. Ids that answered are not asked again, so the
+/// master's work shrinks as the fleet comes up.
+async fn every_id_answers(master: &SaltMaster, ids: &[String], limit: Duration) -> Vec<String> {
+    let start = Instant::now();
+    let mut missing: Vec<String> = ids.to_vec();
+    while !missing.is_empty() && start.elapsed() < limit {
+        let list = missing.join(",");
+        let (v, _) = master
+            .cli(
+                "salt",
+                &["-L", &list, "test.ping", "--out", "json", "--static", "-t", "20"],
+            )
+            .await;
+        missing.retain(|id| v.get(id) != Some(&Value::Bool(true)));
+        if !missing.is_empty() {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    missing
+}
+
+/// WARN and ERROR lines of a Drover log.
+fn warnings(log: &Path) -> Vec<String> {
+    let Ok(f) = std::fs::File::open(log) else {
+        return vec![format!("no log at {}", log.display())];
+    };
+    BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect()
+}
