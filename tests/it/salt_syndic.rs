@@ -1,8 +1,9 @@
 //! Syndic mode against a real, unmodified `salt-master` with `order_masters: True`:
 //! the fleet authenticates once as a syndic id, its devices answer the `salt` CLI
 //! under their own ids through `_syndic_return` loads, the CLI learns each job's
-//! devices from the syndic's expected-minion events, and the job cache keeps every
-//! device's return. Skips loudly when Salt is not installed.
+//! devices from the syndic's expected-minion events, the job cache keeps every
+//! device's return, and a master restart costs no return. Skips loudly when Salt is
+//! not installed.
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ const SYNDIC: &str = "drover-syndic";
 
 #[actix_rt::test]
 async fn the_fleet_answers_through_one_syndic_id() {
-    let Some((_one, tmp, master)) = salt_case(
+    let Some((_one, tmp, mut master)) = salt_case(
         "the_fleet_answers_through_one_syndic_id",
         "order_masters: True\nsyndic_wait: 1\n",
     )
@@ -161,5 +162,46 @@ async fn the_fleet_answers_through_one_syndic_id() {
         counter("drover_master_syndic_returns_total", &[]) >= 10.0,
         "returns went as _syndic_return loads"
     );
+
+    // A master restart (new AES key, the syndic's session gone) in the middle of a
+    // job: the returns due meanwhile arrive once the syndic id authenticated again,
+    // and the fleet answers the restarted master.
+    let (_, text) = master
+        .cli("salt", &["--async", "rest-0001", "test.sleep", "3"])
+        .await;
+    let jid = text
+        .split_whitespace()
+        .find(|w| w.len() == 20 && w.chars().all(|c| c.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("no jid in {text}"))
+        .to_owned();
+    events.wait_for(&format!("syndic/{SYNDIC}/{jid}"), 30).await;
+    master.stop().await;
+    master.spawn().await;
+    let start = Instant::now();
+    loop {
+        let (v, text) = master
+            .cli("salt-run", &["jobs.lookup_jid", &jid, "--out", "json"])
+            .await;
+        if v == json!({"rest-0001": true}) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the return due during the restart never arrived: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let start = Instant::now();
+    loop {
+        let (v, text) = master.salt(&["rest-*"], &["test.ping"]).await;
+        if all[..3].iter().all(|id| v[id] == json!(true)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the fleet never answered the restarted master: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     daemon.stop().await;
 }
