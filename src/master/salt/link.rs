@@ -1279,20 +1279,27 @@ fn proc_info(j: &RunningJob) -> serde_json::Map<String, serde_json::Value> {
 async fn return_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<SaltReturn>) {
     let sem = Arc::new(Semaphore::new(RETURN_CONCURRENCY));
     let mut stop = shared.stop.clone();
-    loop {
-        // Admission before work: take a permit, then pull the next return.
-        let permit = tokio::select! {
-            p = sem.clone().acquire_owned() => p,
-            _ = stop.changed() => return,
-        };
-        let Ok(permit) = permit else { return };
-        let r = tokio::select! {
-            r = rx.recv() => r,
-            _ = stop.changed() => None,
-        };
-        let Some(r) = r else { return };
+    while let Some((permit, r)) = admit(&sem, &mut rx, &mut stop).await {
         tokio::spawn(send_return(shared.clone(), r, Some(permit)));
     }
+}
+
+/// Admission before work: a permit of `sem`, then the next return. `None` once the
+/// link stops or the channel closes.
+async fn admit(
+    sem: &Arc<Semaphore>,
+    rx: &mut mpsc::Receiver<SaltReturn>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(tokio::sync::OwnedSemaphorePermit, SaltReturn)> {
+    let permit = tokio::select! {
+        p = sem.clone().acquire_owned() => p.ok()?,
+        _ = stop.changed() => return None,
+    };
+    let r = tokio::select! {
+        r = rx.recv() => r?,
+        _ = stop.changed() => return None,
+    };
+    Some((permit, r))
 }
 
 /// Sends one `_return`, re-authenticating and retrying (bounded) on failure.
@@ -1371,17 +1378,7 @@ async fn send_return(
 async fn syndic_return_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<SaltReturn>) {
     let sem = Arc::new(Semaphore::new(SYNDIC_IN_FLIGHT));
     let mut stop = shared.stop.clone();
-    loop {
-        let permit = tokio::select! {
-            p = sem.clone().acquire_owned() => p,
-            _ = stop.changed() => return,
-        };
-        let Ok(permit) = permit else { return };
-        let first = tokio::select! {
-            r = rx.recv() => r,
-            _ = stop.changed() => None,
-        };
-        let Some(first) = first else { return };
+    while let Some((permit, first)) = admit(&sem, &mut rx, &mut stop).await {
         let mut batch = vec![first];
         let deadline = Instant::now() + SYNDIC_LINGER;
         while batch.len() < syndic::MAX_BATCH {
