@@ -31,6 +31,7 @@ pub const MASTER_MESSAGES: &str = "drover_master_messages_total";
 pub const MASTER_REJECTED: &str = "drover_master_rejected_total";
 pub const MASTER_AES_ROTATIONS: &str = "drover_master_aes_rotations_total";
 pub const MASTER_AUTH: &str = "drover_master_auth_total";
+pub const MASTER_AUTH_PROMOTED: &str = "drover_master_auth_promoted_total";
 pub const MASTER_EVENTS: &str = "drover_master_events_total";
 pub const MASTER_SYNDIC_RETURNS: &str = "drover_master_syndic_returns_total";
 pub const PILLAR_INVENTORY_REJECTED: &str = "drover_pillar_inventory_rejected_total";
@@ -153,6 +154,10 @@ fn describe() {
     describe_counter!(
         MASTER_AUTH,
         "Authentication exchanges with the master per device id, by outcome."
+    );
+    describe_counter!(
+        MASTER_AUTH_PROMOTED,
+        "Ids moved ahead in the start-up queue because a published job targets them."
     );
     describe_counter!(
         MASTER_AES_ROTATIONS,

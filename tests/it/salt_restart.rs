@@ -112,6 +112,9 @@ async fn restart_twice(test: &str, syndic: bool) {
             .spawn()
             .expect("drover run starts");
         let mut drover = Drover(child);
+        if start == 2 && !syndic {
+            the_last_id_a_job_targets_goes_first(&master, http_port, &ids).await;
+        }
         // Pinging 2,000 ids while they authenticate would pile returns up in the
         // master faster than it stores them: wait for Drover's own count first.
         let ids_to_auth = if syndic { 1.0 } else { IDS as f64 };
@@ -149,25 +152,79 @@ async fn restart_twice(test: &str, syndic: bool) {
     }
 }
 
+/// A job for the id that authenticates last, published while the fleet starts:
+/// the id goes ahead of the queue, so its answer comes while most of the fleet is
+/// still waiting (without the promotion it would come after all of it).
+async fn the_last_id_a_job_targets_goes_first(master: &SaltMaster, http_port: u16, ids: &[String]) {
+    // The publication is only seen once the link subscribes (after its first `_auth`).
+    authenticated(http_port, 1.0, Duration::from_secs(120)).await;
+    let connected = async {
+        while metric(http_port, "drover_master_connected", "").await < 1.0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), connected)
+        .await
+        .expect("the link subscribes to the master's publications");
+    let last = ids.last().expect("ids");
+    let (v, text) = master
+        .cli(
+            "salt",
+            &[
+                last.as_str(),
+                "test.ping",
+                "--out",
+                "json",
+                "--static",
+                "-t",
+                "60",
+            ],
+        )
+        .await;
+    let accepted = accepted_auths(http_port).await;
+    assert_eq!(v.get(last), Some(&Value::Bool(true)), "{text}");
+    assert!(
+        accepted < (ids.len() / 2) as f64,
+        "{last} answered only after {accepted} of {} ids had authenticated",
+        ids.len()
+    );
+    assert!(metric(http_port, "drover_master_auth_promoted_total", "").await >= 1.0);
+}
+
+/// Sum of a metric's series in Drover's `/metrics` whose labels contain `label`.
+async fn metric(http_port: u16, name: &str, label: &str) -> f64 {
+    let url = format!("http://127.0.0.1:{http_port}/metrics");
+    let Ok(r) = reqwest::Client::new().get(&url).send().await else {
+        return 0.0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                && l.contains(label)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn accepted_auths(http_port: u16) -> f64 {
+    metric(
+        http_port,
+        "drover_master_auth_total",
+        "outcome=\"accepted\"",
+    )
+    .await
+}
+
 /// Waits (bounded) until Drover's `/metrics` counts `n` accepted authentications.
 async fn authenticated(http_port: u16, n: f64, limit: Duration) {
-    let url = format!("http://127.0.0.1:{http_port}/metrics");
-    let client = reqwest::Client::new();
     let start = Instant::now();
     let mut seen = 0.0;
     while start.elapsed() < limit {
-        if let Ok(r) = client.get(&url).send().await {
-            let text = r.text().await.unwrap_or_default();
-            seen = text
-                .lines()
-                .filter(|l| {
-                    l.starts_with("drover_master_auth_total{") && l.contains("outcome=\"accepted\"")
-                })
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum();
-            if seen >= n {
-                return;
-            }
+        seen = accepted_auths(http_port).await;
+        if seen >= n {
+            return;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

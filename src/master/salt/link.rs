@@ -309,6 +309,7 @@ async fn command_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<LinkCommand>) 
                 // declares them (and may declare them again).
                 if !is_pillar_id(&shared, &id) {
                     lock(&shared.ids).remove(&id);
+                    shared.pacer.forget(&id);
                     tracing::debug!(id = %id, "Minion id removed.");
                 }
             }
@@ -453,7 +454,7 @@ async fn auth_loop(shared: Arc<Shared>, id: String, incarnation: u64) {
         }
         // The turn covers the whole start sequence (`_auth`, `_pillar`, start events):
         // the master's queue holds all three.
-        let Some(turn) = shared.pacer.turn().await else {
+        let Some(turn) = shared.pacer.turn(&id).await else {
             return;
         };
         let result = authenticate(&shared, &id).await;
@@ -1131,6 +1132,9 @@ async fn dispatch(shared: &Arc<Shared>, load: Value, jobs_tx: &mpsc::Sender<Publ
             tokio::spawn(send_return(shared.clone(), r, None));
         }
     }
+    if shared.syndic.is_none() {
+        promote_targets(shared, &tgt, &tgt_type);
+    }
     let (arg, kwarg) = envelope::split_args(&arg);
     let job = PublishedJob {
         jid,
@@ -1144,6 +1148,30 @@ async fn dispatch(shared: &Arc<Shared>, load: Value, jobs_tx: &mpsc::Sender<Publ
     tracing::debug!(jid = %job.jid, fun = %job.fun, "Job received.");
     // Back-pressure: wait for room rather than dropping.
     jobs_tx.send(job).await.is_ok()
+}
+
+/// While ids still wait to authenticate, those this job targets go first: their
+/// returns wait for their sessions, and a user's job should not wait behind a whole
+/// fleet's start-up.
+fn promote_targets(shared: &Shared, tgt: &serde_json::Value, tgt_type: &str) {
+    if shared.pacer.waiting() == 0 {
+        return;
+    }
+    let Some(targets) = resolve(&shared.registry, tgt, tgt_type) else {
+        return;
+    };
+    let pending: Vec<String> = {
+        let ids = lock(&shared.ids);
+        targets
+            .into_iter()
+            .filter(|id| ids.get(id).is_some_and(|e| e.state != IdState::Accepted))
+            .collect()
+    };
+    let moved = shared.pacer.promote(pending.iter().map(String::as_str));
+    if moved > 0 {
+        metrics::counter!(telemetry::MASTER_AUTH_PROMOTED).increment(moved as u64);
+        tracing::debug!(ids = moved, "Ids a job targets authenticate first.");
+    }
 }
 
 /// Answers `saltutil.find_job` / `running` / `is_running` for each authenticated id
