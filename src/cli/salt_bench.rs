@@ -157,8 +157,19 @@ fn measure(
     let pid = daemon.pid();
     let cli_timeout = CLI_TIMEOUT_BASE_S + (n as u64).div_ceil(500);
 
-    // Every id answering through the master, polled with the real CLI.
+    // Every id answering through the master, polled with the real CLI once Drover
+    // counts every id authenticated: pinging thousands of ids while they start would
+    // load the master with returns faster than it stores them, and slow the start
+    // it measures.
     let deadline = started + a.up_timeout;
+    let to_auth = match a.salt_mode {
+        SaltMode::Minion => n as f64,
+        SaltMode::Syndic => 1.0,
+    };
+    while Instant::now() < deadline && accepted_auths(&metrics_text(http_port)) < to_auth {
+        daemon.check_alive()?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let mut answering = 0;
     let mut all_at = None;
     while Instant::now() < deadline {
@@ -179,7 +190,7 @@ fn measure(
         ),
     }
 
-    let start_requests = sent_requests(http_port);
+    let start_requests = sent_requests(&metrics_text(http_port));
     let per_id = |kind: &str| start_requests.get(kind).copied().unwrap_or(0.0) / n as f64;
     eprintln!(
         "   requests to the master until then, per id: _auth {:.2}, _pillar {:.2}",
@@ -286,24 +297,40 @@ fn cli_round(
     })
 }
 
-/// `drover_master_messages_total{direction="out"}` by kind, read from the daemon's
-/// `/metrics` with a plain HTTP/1.0 GET (empty when it cannot be read).
-fn sent_requests(http_port: u16) -> std::collections::BTreeMap<String, f64> {
+/// The daemon's `/metrics`, read with a plain HTTP/1.0 GET (empty when it cannot be
+/// read).
+fn metrics_text(http_port: u16) -> String {
     use std::io::Read as _;
-    let mut out = std::collections::BTreeMap::new();
+    let mut text = String::new();
     let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", http_port)) else {
-        return out;
+        return text;
     };
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     if conn
         .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .is_err()
     {
-        return out;
+        return text;
     }
-    let mut text = String::new();
     let _ = conn.read_to_string(&mut text);
-    for line in text.lines() {
+    text
+}
+
+/// `drover_master_auth_total{outcome="accepted"}`.
+fn accepted_auths(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("drover_master_auth_total{") && l.contains("outcome=\"accepted\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `drover_master_messages_total{direction="out"}` by kind.
+fn sent_requests(metrics: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in metrics.lines() {
         let Some(labels) = line.strip_prefix("drover_master_messages_total{") else {
             continue;
         };
