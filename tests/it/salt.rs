@@ -432,19 +432,7 @@ async fn salt_link_survives_idle_key_rotation_and_master_restart() {
         "drover_master_messages_total",
         &["direction=\"in\"", "kind=\"publish\""],
     );
-    let (_, text) = master
-        .cli("salt", &["--async", "rest-0001", "test.sleep", "6"])
-        .await;
-    let jid: String = text
-        .split("job ID:")
-        .nth(1)
-        .map(|s| {
-            s.chars()
-                .skip_while(|c| c.is_whitespace())
-                .take_while(char::is_ascii_digit)
-                .collect()
-        })
-        .unwrap_or_else(|| panic!("no jid in {text}"));
+    let jid = master.async_jid(&["rest-0001", "test.sleep", "6"]).await;
     counter_reaches(
         "drover_master_messages_total",
         &["direction=\"in\"", "kind=\"publish\""],
@@ -454,20 +442,14 @@ async fn salt_link_survives_idle_key_rotation_and_master_restart() {
     .await;
     master.stop().await;
     master.spawn().await;
-    let start = Instant::now();
-    loop {
-        let (v, text) = master
-            .cli("salt-run", &["jobs.lookup_jid", &jid, "--out", "json"])
-            .await;
-        if v == json!({"rest-0001": true}) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "the return due during the restart never arrived: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let done = json!({"rest-0001": true});
+    let (v, text) = master
+        .lookup_until(&jid, Duration::from_secs(90), |v| *v == done)
+        .await;
+    assert_eq!(
+        v, done,
+        "the return due during the restart never arrived: {text}"
+    );
     // And the fleet answers the restarted master (new AES key, new sessions).
     master.ping_until_all(&all, 90).await;
     daemon.stop().await;

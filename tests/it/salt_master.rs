@@ -207,6 +207,37 @@ impl SaltMaster {
         (serde_json::from_str(&stdout).unwrap_or(Value::Null), text)
     }
 
+    /// `salt --async <args>`: the jid the CLI printed.
+    pub async fn async_jid(&self, args: &[&str]) -> String {
+        let mut all = vec!["--async"];
+        all.extend_from_slice(args);
+        let (_, text) = self.cli("salt", &all).await;
+        text.split_whitespace()
+            .find(|w| w.len() == 20 && w.chars().all(|c| c.is_ascii_digit()))
+            .unwrap_or_else(|| panic!("no jid in {text}"))
+            .to_owned()
+    }
+
+    /// `salt-run jobs.lookup_jid <jid>` every half second until `done` holds for its
+    /// answer or `limit` has passed; the last answer, as JSON and as text.
+    pub async fn lookup_until(
+        &self,
+        jid: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> (Value, String) {
+        let start = Instant::now();
+        loop {
+            let (v, text) = self
+                .cli("salt-run", &["jobs.lookup_jid", jid, "--out", "json"])
+                .await;
+            if done(&v) || start.elapsed() > limit {
+                return (v, text);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// `salt <tgt> <fun> <args> --out json --static -t 10`.
     pub async fn salt(&self, tgt: &[&str], fun_and_args: &[&str]) -> (Value, String) {
         let mut args: Vec<&str> = tgt.to_vec();

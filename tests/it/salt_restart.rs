@@ -167,20 +167,7 @@ async fn the_last_id_a_job_targets_goes_first(master: &SaltMaster, http_port: u1
         .await
         .expect("the link subscribes to the master's publications");
     let last = ids.last().expect("ids");
-    let (v, text) = master
-        .cli(
-            "salt",
-            &[
-                last.as_str(),
-                "test.ping",
-                "--out",
-                "json",
-                "--static",
-                "-t",
-                "60",
-            ],
-        )
-        .await;
+    let (v, text) = ping_list(master, last).await;
     let accepted = accepted_auths(http_port).await;
     assert_eq!(v.get(last), Some(&Value::Bool(true)), "{text}");
     assert!(
@@ -239,27 +226,28 @@ async fn every_id_answers(master: &SaltMaster, ids: &[String], limit: Duration) 
     let mut missing: Vec<String> = ids.to_vec();
     while !missing.is_empty() && start.elapsed() < limit {
         let list = missing.join(",");
-        let (v, _) = master
-            .cli(
-                "salt",
-                &[
-                    "-L",
-                    &list,
-                    "test.ping",
-                    "--out",
-                    "json",
-                    "--static",
-                    "-t",
-                    "60",
-                ],
-            )
-            .await;
+        let (v, _) = ping_list(master, &list).await;
         missing.retain(|id| v.get(id) != Some(&Value::Bool(true)));
         if !missing.is_empty() {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
     }
     missing
+}
+
+/// `salt -L <ids> test.ping` with a 60 s timeout, as JSON and as text.
+async fn ping_list(master: &SaltMaster, ids: &str) -> (Value, String) {
+    let args = [
+        "-L",
+        ids,
+        "test.ping",
+        "--out",
+        "json",
+        "--static",
+        "-t",
+        "60",
+    ];
+    master.cli("salt", &args).await
 }
 
 /// WARN and ERROR lines of a Drover log.

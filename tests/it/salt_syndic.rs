@@ -131,30 +131,16 @@ async fn the_fleet_answers_through_one_syndic_id() {
     assert_eq!(v, json!({"rest-0002": true}), "{text}");
 
     // The master's job cache has every device's return.
-    let (_, text) = master
-        .cli("salt", &["--async", "rest-*", "test.echo", "cached"])
-        .await;
-    let jid = text
-        .split_whitespace()
-        .find(|w| w.len() == 20 && w.chars().all(|c| c.is_ascii_digit()))
-        .unwrap_or_else(|| panic!("no jid in {text}"))
-        .to_owned();
+    let jid = master.async_jid(&["rest-*", "test.echo", "cached"]).await;
     // The CLI learns a job's devices from this event only: the master has no key
     // for them.
     let expected = events.wait_for(&format!("syndic/{SYNDIC}/{jid}"), 30).await;
     assert_eq!(expected["minions"], json!(all), "{expected}");
-    let start = Instant::now();
-    let looked = loop {
-        let (v, _) = master
-            .cli("salt-run", &["jobs.lookup_jid", &jid, "--out", "json"])
-            .await;
-        if all[..3].iter().all(|id| v[id] == json!("cached"))
-            || start.elapsed() > Duration::from_secs(30)
-        {
-            break v;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let (looked, _) = master
+        .lookup_until(&jid, Duration::from_secs(30), |v| {
+            all[..3].iter().all(|id| v[id] == json!("cached"))
+        })
+        .await;
     for id in &all[..3] {
         assert_eq!(looked[id], json!("cached"), "{id}: {looked}");
     }
@@ -166,31 +152,18 @@ async fn the_fleet_answers_through_one_syndic_id() {
     // A master restart (new AES key, the syndic's session gone) in the middle of a
     // job: the returns due meanwhile arrive once the syndic id authenticated again,
     // and the fleet answers the restarted master.
-    let (_, text) = master
-        .cli("salt", &["--async", "rest-0001", "test.sleep", "3"])
-        .await;
-    let jid = text
-        .split_whitespace()
-        .find(|w| w.len() == 20 && w.chars().all(|c| c.is_ascii_digit()))
-        .unwrap_or_else(|| panic!("no jid in {text}"))
-        .to_owned();
+    let jid = master.async_jid(&["rest-0001", "test.sleep", "3"]).await;
     events.wait_for(&format!("syndic/{SYNDIC}/{jid}"), 30).await;
     master.stop().await;
     master.spawn().await;
-    let start = Instant::now();
-    loop {
-        let (v, text) = master
-            .cli("salt-run", &["jobs.lookup_jid", &jid, "--out", "json"])
-            .await;
-        if v == json!({"rest-0001": true}) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "the return due during the restart never arrived: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let done = json!({"rest-0001": true});
+    let (v, text) = master
+        .lookup_until(&jid, Duration::from_secs(90), |v| *v == done)
+        .await;
+    assert_eq!(
+        v, done,
+        "the return due during the restart never arrived: {text}"
+    );
     let start = Instant::now();
     loop {
         let (v, text) = master.salt(&["rest-*"], &["test.ping"]).await;
