@@ -1343,19 +1343,7 @@ async fn send_return(
         }
         return;
     }
-    let attempts = shared.cfg.return_retries.saturating_add(1);
-    let mut seen_gen = None;
-    for attempt in 0..attempts {
-        if *shared.stop.borrow() {
-            break;
-        }
-        if !wait_session(&shared, &r.id, seen_gen, shared.cfg.request_timeout).await {
-            if !lock(&shared.ids).contains_key(&r.id) {
-                tracing::warn!(id = %r.id, jid = %r.jid, "Return for an unknown id dropped.");
-                break;
-            }
-            continue;
-        }
+    let fields = || {
         let mut fields = vec![
             ("jid", Value::from(r.jid.as_str())),
             ("fun", Value::from(r.fun.as_str())),
@@ -1378,12 +1366,49 @@ async fn send_return(
         if let Some(out) = crate::functions::outputter(&r.fun) {
             fields.push(("out", Value::from(out)));
         }
-        match aes_request(&shared, &r.id, "_return", fields, "return").await {
-            Ok(_) => return,
+        fields
+    };
+    let sent = send_until_taken(&shared, &r.id, "_return", "return", &r.jid, fields).await;
+    if !sent {
+        events::ReturnDropped {
+            id: &r.id,
+            jid: &r.jid,
+        }
+        .emit();
+    }
+}
+
+/// Sends one request for `id` until the master takes it: each attempt waits
+/// (bounded) for a session, and a failure re-authenticates `id` and backs off, up to
+/// `return_retries` more times. False when the master never took it. `about` names
+/// what is sent, for the log.
+async fn send_until_taken<'a>(
+    shared: &Arc<Shared>,
+    id: &str,
+    cmd: &'static str,
+    kind: &'static str,
+    about: &str,
+    fields: impl Fn() -> Vec<(&'a str, Value)>,
+) -> bool {
+    let attempts = shared.cfg.return_retries.saturating_add(1);
+    let mut seen_gen = None;
+    for attempt in 0..attempts {
+        if *shared.stop.borrow() {
+            break;
+        }
+        if !wait_session(shared, id, seen_gen, shared.cfg.request_timeout).await {
+            if !lock(&shared.ids).contains_key(id) {
+                tracing::warn!(id = %id, about = %about, "Request for an unknown id dropped.");
+                break;
+            }
+            continue;
+        }
+        match aes_request(shared, id, cmd, fields(), kind).await {
+            Ok(_) => return true,
             Err(e) => {
-                tracing::warn!(id = %r.id, jid = %r.jid, attempt, error = %e, "Return failed; re-authenticating.");
-                let gen = lock(&shared.ids).get(&r.id).map_or(0, |e| e.session_gen);
-                trigger_reauth(&shared, &r.id, gen);
+                tracing::warn!(id = %id, request = cmd, about = %about, attempt, error = %e, "Request failed; re-authenticating.");
+                let gen = lock(&shared.ids).get(id).map_or(0, |e| e.session_gen);
+                trigger_reauth(shared, id, gen);
                 seen_gen = Some(gen);
                 tokio::time::sleep(backoff(
                     attempt,
@@ -1394,11 +1419,7 @@ async fn send_return(
             }
         }
     }
-    events::ReturnDropped {
-        id: &r.id,
-        jid: &r.jid,
-    }
-    .emit();
+    false
 }
 
 /// Syndic mode: gathers the fleet's returns into `_syndic_return` loads, at most
@@ -1435,34 +1456,20 @@ async fn send_syndic_batch(
         .map(|r| (r.id.clone(), r.jid.clone()))
         .collect();
     let load = syndic::return_items(&sid, batch);
-    let attempts = shared.cfg.return_retries.saturating_add(1);
-    let mut seen_gen = None;
-    for attempt in 0..attempts {
-        if *shared.stop.borrow() {
-            break;
-        }
-        if !wait_session(&shared, &sid, seen_gen, shared.cfg.request_timeout).await {
-            continue;
-        }
-        let fields = vec![("load", load.clone())];
-        match aes_request(&shared, &sid, "_syndic_return", fields, "syndic_return").await {
-            Ok(_) => {
-                metrics::counter!(telemetry::MASTER_SYNDIC_RETURNS).increment(keys.len() as u64);
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(id = %sid, returns = keys.len(), attempt, error = %e, "Syndic return failed; re-authenticating.");
-                let gen = lock(&shared.ids).get(&sid).map_or(0, |e| e.session_gen);
-                trigger_reauth(&shared, &sid, gen);
-                seen_gen = Some(gen);
-                tokio::time::sleep(backoff(
-                    attempt,
-                    Duration::from_millis(500),
-                    Duration::from_secs(10),
-                ))
-                .await;
-            }
-        }
+    let about = format!("{} returns", keys.len());
+    let fields = || vec![("load", load.clone())];
+    if send_until_taken(
+        &shared,
+        &sid,
+        "_syndic_return",
+        "syndic_return",
+        &about,
+        fields,
+    )
+    .await
+    {
+        metrics::counter!(telemetry::MASTER_SYNDIC_RETURNS).increment(keys.len() as u64);
+        return;
     }
     for (id, jid) in &keys {
         events::ReturnDropped { id, jid }.emit();
