@@ -84,6 +84,16 @@ pub enum SaltMode {
     Syndic,
 }
 
+impl SaltMode {
+    /// The name `--salt-mode` takes and the tables print.
+    pub fn name(self) -> &'static str {
+        match self {
+            SaltMode::Minion => "minion",
+            SaltMode::Syndic => "syndic",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BenchMaster {

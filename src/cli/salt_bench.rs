@@ -91,10 +91,7 @@ pub(super) fn run(a: &BenchArgs, exe: &Path, work: &WorkDir) -> Result<Vec<SaltR
         .unwrap_or(super::bench::BenchKind::Rest);
     let mut runs = Vec::new();
     for &n in &a.devices {
-        let mode = match a.salt_mode {
-            SaltMode::Minion => "minion",
-            SaltMode::Syndic => "syndic",
-        };
+        let mode = a.salt_mode.name();
         eprintln!("== salt master, {kind}: {n} ids, {mode} mode");
         let dir = work.path.join(format!("salt-{kind}-{n}-{mode}"));
         std::fs::create_dir_all(&dir)?;
@@ -550,8 +547,8 @@ fn table(runs: &[SaltRun]) -> String {
                 .unwrap_or_else(|| "-".into())
         };
         out.push_str(&format!(
-            "| {:?} | {} | {} s | {:.2}–{:.2} s | {} s | {} | {} ({}) | {:.0}% / {:.1}% | {:.1} MiB | {:.2} / {:.2} | {} |\n",
-            r.mode,
+            "| {} | {} | {} s | {:.2}–{:.2} s | {} s | {} | {} ({}) | {:.0}% / {:.1}% | {:.1} MiB | {:.2} / {:.2} | {} |\n",
+            r.mode.name(),
             r.ids,
             opt(r.time_to_all_answer_s, 1),
             min,
