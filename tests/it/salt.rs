@@ -442,14 +442,9 @@ async fn salt_link_survives_idle_key_rotation_and_master_restart() {
     .await;
     master.stop().await;
     master.spawn().await;
-    let done = json!({"rest-0001": true});
-    let (v, text) = master
-        .lookup_until(&jid, Duration::from_secs(90), |v| *v == done)
+    master
+        .return_after_restart(&jid, &json!({"rest-0001": true}), Duration::from_secs(90))
         .await;
-    assert_eq!(
-        v, done,
-        "the return due during the restart never arrived: {text}"
-    );
     // And the fleet answers the restarted master (new AES key, new sessions).
     master.ping_until_all(&all, 90).await;
     daemon.stop().await;

@@ -238,6 +238,16 @@ impl SaltMaster {
         }
     }
 
+    /// Waits (bounded) until `jobs.lookup_jid` shows exactly `expected` for `jid`,
+    /// after a master restart: the return due meanwhile must arrive.
+    pub async fn return_after_restart(&self, jid: &str, expected: &Value, limit: Duration) {
+        let (v, text) = self.lookup_until(jid, limit, |v| v == expected).await;
+        assert_eq!(
+            &v, expected,
+            "the return due during the restart never arrived: {text}"
+        );
+    }
+
     /// `salt <tgt> <fun> <args> --out json --static -t 10`.
     pub async fn salt(&self, tgt: &[&str], fun_and_args: &[&str]) -> (Value, String) {
         let mut args: Vec<&str> = tgt.to_vec();

@@ -156,14 +156,9 @@ async fn the_fleet_answers_through_one_syndic_id() {
     events.wait_for(&format!("syndic/{SYNDIC}/{jid}"), 30).await;
     master.stop().await;
     master.spawn().await;
-    let done = json!({"rest-0001": true});
-    let (v, text) = master
-        .lookup_until(&jid, Duration::from_secs(90), |v| *v == done)
+    master
+        .return_after_restart(&jid, &json!({"rest-0001": true}), Duration::from_secs(90))
         .await;
-    assert_eq!(
-        v, done,
-        "the return due during the restart never arrived: {text}"
-    );
     let start = Instant::now();
     loop {
         let (v, text) = master.salt(&["rest-*"], &["test.ping"]).await;
