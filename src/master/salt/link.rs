@@ -472,6 +472,8 @@ async fn auth_loop(shared: Arc<Shared>, id: String, incarnation: u64) {
                 if let Some(e) = lock(&shared.ids).get_mut(&id) {
                     e.authing = false;
                 }
+                // A job may have asked for it while its turn was under way.
+                shared.pacer.forget(&id);
                 tracing::info!(id = %id, "Minion id authenticated.");
                 if shared.syndic.is_some() {
                     // A syndic reports no grains and has no pillar of its own.
