@@ -20,7 +20,7 @@ pub type Entry = fn(&[u8]);
 
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and
 /// `fuzz/corpus/<name>/` call them.
-pub const TARGETS: [(&str, Entry); 9] = [
+pub const TARGETS: [(&str, Entry); 10] = [
     ("snmp_decode", snmp_decode),
     ("http_reply", http_reply),
     ("salt_envelope", salt_envelope),
@@ -29,6 +29,7 @@ pub const TARGETS: [(&str, Entry); 9] = [
     ("target_parse", target_parse),
     ("netconf_framing", netconf_framing),
     ("netconf_xml", netconf_xml),
+    ("ssh_transport", ssh_transport),
     ("sls_pipeline", sls_pipeline),
 ];
 
@@ -315,6 +316,36 @@ pub fn target_parse(data: &[u8]) {
         let _ = target.matches(c);
     }
     let _ = target.as_list();
+}
+
+/// The NETCONF SSH client's engine fed what a server might send: the first byte
+/// picks how the rest is split into reads. It must return an error or wait for
+/// more, never panic; after an error it refuses more input.
+pub fn ssh_transport(data: &[u8]) {
+    use crate::drivers::netconf::ssh::{Credentials, Engine};
+    let Some((&mode, rest)) = cap(data).split_first() else {
+        return;
+    };
+    let step = usize::from(mode) + 1;
+    let mut e = Engine::new(
+        "u".into(),
+        Credentials::Password(crate::secrets::Secret::new("p")),
+        Box::new(|_| true),
+        "netconf",
+    );
+    let mut failed = false;
+    for piece in rest.chunks(step) {
+        if e.feed(piece).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    if failed {
+        assert!(e.feed(b"more").is_err(), "accepted input after an error");
+    }
+    let n = e.outgoing().len();
+    e.written(n);
+    assert!(e.outgoing().is_empty());
 }
 
 /// NETCONF framing: the first byte picks the framing and how the rest is split into

@@ -277,6 +277,11 @@ fn fuzz_netconf_xml() {
 }
 
 #[test]
+fn fuzz_ssh_transport() {
+    fuzz("ssh_transport");
+}
+
+#[test]
 fn fuzz_sls_pipeline() {
     fuzz("sls_pipeline");
 }

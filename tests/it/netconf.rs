@@ -57,11 +57,16 @@ fn run(cmd: &mut Command) -> String {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with("ed25519", "")
+    }
+
+    /// Host and client keys of `key_type`; `extra` lines go into sshd_config.
+    fn start_with(key_type: &str, extra: &str) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         for k in ["hostkey", "client", "otherhost"] {
             run(Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", ""])
+                .args(["-q", "-t", key_type, "-N", ""])
                 .arg("-f")
                 .arg(d.join(k)));
         }
@@ -80,7 +85,7 @@ impl Server {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\nPermitRootLogin yes\n\
-                 PasswordAuthentication yes\nMaxStartups 100\nSubsystem netconf {SUBSYSTEM}\n",
+                 PasswordAuthentication yes\nMaxStartups 100\nSubsystem netconf {SUBSYSTEM}\n{extra}",
                 d = d.display()
             ),
         )
@@ -262,6 +267,59 @@ async fn capabilities_get_config_and_grains() {
         assert!(e.to_string().contains("invalid XML argument filter"), "{e}");
     })
     .await;
+}
+
+/// Every key exchange, host key, cipher and MAC the client offers, each forced on
+/// OpenSSH by its sshd_config, with client keys of the same type; and re-keying
+/// started by the server (a 4 KiB `RekeyLimit`) in the middle of RPC traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_offered_algorithm_and_a_server_rekey_against_openssh() {
+    require_netconfd!();
+    let _g = SERIAL.lock().await;
+    let cases = [
+        ("ecdsa", "KexAlgorithms ecdh-sha2-nistp256\nCiphers aes256-gcm@openssh.com\n", 2),
+        (
+            "rsa",
+            "HostKeyAlgorithms rsa-sha2-512\nCiphers aes128-ctr\nMACs hmac-sha2-256-etm@openssh.com\n",
+            2,
+        ),
+        (
+            "rsa",
+            "HostKeyAlgorithms rsa-sha2-256\nCiphers aes256-ctr\nMACs hmac-sha2-512\n",
+            2,
+        ),
+        (
+            "ed25519",
+            "KexAlgorithms curve25519-sha256@libssh.org\nCiphers aes128-gcm@openssh.com\n",
+            2,
+        ),
+        (
+            "ed25519",
+            "Ciphers aes256-ctr\nMACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256\n\
+             RekeyLimit 4K\nLogLevel DEBUG1\n",
+            40,
+        ),
+        ("ed25519", "RekeyLimit 4K\nLogLevel DEBUG1\n", 40),
+    ];
+    for (key_type, extra, rounds) in cases {
+        let srv = Server::start_with(key_type, extra);
+        bounded(async {
+            let d = srv.driver(json!({}));
+            for i in 0..rounds {
+                let cfg = dev(&d)
+                    .get_config("running", &Filter::None)
+                    .await
+                    .unwrap_or_else(|e| panic!("{key_type} / {extra}: round {i}: {e}"));
+                assert!(cfg["data"].is_object(), "{cfg}");
+            }
+        })
+        .await;
+        if extra.contains("RekeyLimit") {
+            let log = std::fs::read_to_string(srv.path("sshd.log")).unwrap_or_default();
+            let rekeys = log.matches("SSH2_MSG_NEWKEYS received").count();
+            assert!(rekeys >= 3, "{extra}: only {rekeys} key exchanges:\n{log}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ pub enum NetconfError {
         source: Arc<std::io::Error>,
     },
     #[error("SSH: {0}")]
-    Ssh(#[source] Arc<russh::Error>),
+    Ssh(#[source] Arc<super::ssh::SshError>),
     #[error(
         "host key of {host} is not the pinned one: expected {expected}, server offered {offered}"
     )]

@@ -3,7 +3,8 @@
 //!
 //! Modules, one job each: [`framing`] (end-of-message and chunked framing, shared
 //! with the simulator), [`xml`] (quick-xml parsing and the documented JSON shape),
-//! [`session`] (SSH, host-key checks, hello, message-id'd RPCs, one kept-open
+//! [`ssh`] (the SSH client: transport, key exchange, authentication, the one
+//! channel), [`session`] (host-key checks, hello, message-id'd RPCs, one kept-open
 //! session per device re-established with backoff), [`ops`] (the operations the
 //! `netconf.*` functions call), [`device`] (the driver the fleet holds: ping and
 //! grains), [`error`] (what can go wrong, classified).
@@ -13,6 +14,7 @@ pub mod error;
 pub mod framing;
 pub mod ops;
 pub mod session;
+pub mod ssh;
 pub mod xml;
 
 use std::net::IpAddr;
