@@ -1,8 +1,8 @@
 //! The binary packet protocol (RFC 4253 §6): sealing outgoing payloads and opening
 //! incoming packets with the negotiated cipher and MAC. The ciphers are
-//! chacha20-poly1305@openssh.com, aes{128,256}-gcm@openssh.com (RFC 5647) and
-//! aes{128,256}-ctr with hmac-sha2-{256,512}[-etm@openssh.com]; the primitives are
-//! RustCrypto's. Before the first NEWKEYS packets are plain.
+//! `chacha20-poly1305@openssh.com`, `aes{128,256}-gcm@openssh.com` (RFC 5647) and
+//! `aes{128,256}-ctr` with `hmac-sha2-{256,512}[-etm@openssh.com]`; the primitives
+//! are RustCrypto's. Before the first NEWKEYS packets are plain.
 
 use std::ops::Range;
 

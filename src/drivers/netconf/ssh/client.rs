@@ -127,6 +127,8 @@ pub struct Engine {
     received: Vec<u8>,
     keepalives: u32,
     traffic: u64,
+    rekey_after: u64,
+    exchanges: u32,
     closed: bool,
 }
 
@@ -167,6 +169,8 @@ impl Engine {
             received: Vec::new(),
             keepalives: 0,
             traffic: 0,
+            rekey_after: REKEY_BYTES,
+            exchanges: 0,
             closed: false,
         };
         e.out.extend_from_slice(CLIENT_VERSION.as_bytes());
@@ -318,9 +322,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Re-keys after `bytes` of traffic instead of [`REKEY_BYTES`] (tests).
+    #[cfg(test)]
+    pub fn rekey_after(&mut self, bytes: u64) {
+        self.rekey_after = bytes;
+    }
+
+    /// Key exchanges completed, the first included.
+    pub fn exchanges(&self) -> u32 {
+        self.exchanges
+    }
+
     /// Starts a key exchange of our own after [`REKEY_BYTES`] of traffic.
     fn maybe_rekey(&mut self) {
-        if self.kex.is_none() && self.phase == Phase::Open && self.traffic > REKEY_BYTES {
+        if self.kex.is_none() && self.phase == Phase::Open && self.traffic > self.rekey_after {
             self.traffic = 0;
             self.begin_kex();
         }
@@ -592,6 +607,7 @@ impl Engine {
             self.recv_seq = 0;
         }
         self.traffic = 0;
+        self.exchanges += 1;
         let was_first = self.first_kex;
         self.first_kex = false;
         for p in std::mem::take(&mut self.deferred) {

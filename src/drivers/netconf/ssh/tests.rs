@@ -83,6 +83,41 @@ async fn handshake_hello_and_an_rpc_through_the_simulator() {
     sim.shutdown().await;
 }
 
+/// Re-keying started by the client, every 4 KiB, while RPCs go back and forth.
+#[tokio::test]
+async fn the_client_rekeys_mid_traffic_and_the_session_goes_on() {
+    let sim = sim().await;
+    let mut s = connect(&sim, "admin-pass", pinned(&sim)).await.unwrap();
+    assert_eq!(s.engine().exchanges(), 1);
+    s.engine().rekey_after(4096);
+    read_until(&mut s, "]]>]]>").await;
+    let hello = "<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities>\
+        <capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>]]>]]>";
+    s.engine().send_data(hello.as_bytes()).unwrap();
+    for i in 0..30 {
+        let rpc = format!(
+            "<rpc message-id=\"{i}\" xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">\
+             <get-config><source><running/></source></get-config></rpc>]]>]]>"
+        );
+        s.engine().send_data(rpc.as_bytes()).unwrap();
+        let reply = read_until(&mut s, &format!("message-id=\"{i}\"")).await;
+        read_until_end(&mut s, reply).await;
+    }
+    assert!(
+        s.engine().exchanges() >= 4,
+        "{} exchanges",
+        s.engine().exchanges()
+    );
+    sim.shutdown().await;
+}
+
+/// Reads on until the reply `got` so far is whole (its end-of-message marker).
+async fn read_until_end(s: &mut SshStream, mut got: String) {
+    while !(got.contains("</rpc-reply>") && got.ends_with("]]>]]>")) {
+        got.push_str(&read_until(s, "]]>]]>").await);
+    }
+}
+
 #[tokio::test]
 async fn a_wrong_password_and_a_refused_host_key_are_clear_errors() {
     let sim = sim().await;
