@@ -133,6 +133,10 @@ pub struct FleetConfig {
     pub arbiters: usize,
     /// Jobs kept for `GET /v1/jobs/<jid>`.
     pub job_history: usize,
+    /// Bytes of returns (approximately) the kept jobs may hold together; the
+    /// oldest jobs leave first, and a job that alone would pass it keeps no more
+    /// returns (they still stream to the caller; its record says `truncated`).
+    pub job_history_bytes: usize,
     /// Jobs running at once, from every master together; a new job beyond it is
     /// refused with an error (HTTP 429 from the API).
     pub max_jobs: usize,
@@ -163,6 +167,7 @@ impl Default for FleetConfig {
             max_queued_per_device: 32,
             arbiters: 0,
             job_history: 256,
+            job_history_bytes: 256 << 20,
             max_jobs: 1024,
             allowed_functions: vec!["*".to_owned()],
             shutdown_grace: Duration::from_secs(30),

@@ -236,7 +236,31 @@ pub struct Return {
     pub duration_ms: u64,
 }
 
+/// Approximate heap bytes of a JSON value: its strings plus a rough per-node cost.
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 16,
+        Value::String(s) => 24 + s.len(),
+        Value::Array(a) => 24 + a.iter().map(value_bytes).sum::<usize>(),
+        Value::Object(m) => {
+            48 + m
+                .iter()
+                .map(|(k, v)| 32 + k.len() + value_bytes(v))
+                .sum::<usize>()
+        }
+    }
+}
+
 impl Return {
+    /// Approximate heap bytes this return holds (for the job history's bound).
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Return>()
+            + self.id.len()
+            + self.jid.0.len()
+            + self.fun.len()
+            + value_bytes(&self.ret)
+    }
+
     pub fn ok(id: &str, job: &Job, ret: Value, duration: Duration) -> Return {
         Return {
             id: id.to_owned(),

@@ -138,7 +138,12 @@ impl Daemon {
         } else {
             None
         };
-        let master = LocalMaster::new(fleet.clone(), cfg.fleet.job_history, source);
+        let master = LocalMaster::new(
+            fleet.clone(),
+            cfg.fleet.job_history,
+            cfg.fleet.job_history_bytes,
+            source,
+        );
         let pillar_reloads = pillar.map(|p| tokio::spawn(reload_on_pillar(p, master.clone())));
         let server = http::serve(
             cfg.http.listen,

@@ -2,6 +2,7 @@
 //! bounded history of recent jobs and their returns for `GET /v1/jobs/<jid>`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -30,6 +31,12 @@ pub struct JobRecord {
     returns: Mutex<Vec<Arc<Return>>>,
     #[serde(serialize_with = "ser_done")]
     done: Mutex<bool>,
+    /// Approximate bytes of the returns held (see [`Return::approx_bytes`]).
+    #[serde(skip)]
+    bytes: AtomicUsize,
+    /// Some returns were streamed to the caller but not kept: the history's byte
+    /// bound would have been passed with this job alone.
+    truncated: AtomicBool,
 }
 
 fn ser_returns<S: serde::Serializer>(m: &Mutex<Vec<Arc<Return>>>, s: S) -> Result<S::Ok, S::Error> {
@@ -49,6 +56,11 @@ impl JobRecord {
     pub fn is_done(&self) -> bool {
         self.done.lock().map(|d| *d).unwrap_or(false)
     }
+
+    /// Whether some returns were left out of the record (not of the stream).
+    pub fn is_truncated(&self) -> bool {
+        self.truncated.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,17 +78,25 @@ pub struct LocalMaster {
     fleet: Fleet,
     history: Arc<Mutex<VecDeque<Arc<JobRecord>>>>,
     keep: usize,
+    max_bytes: usize,
     source: Option<InventorySource>,
     /// One reload at a time: two racing reloads could apply in either order.
     reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl LocalMaster {
-    pub fn new(fleet: Fleet, keep: usize, source: Option<InventorySource>) -> LocalMaster {
+    /// Keeps up to `keep` jobs and `max_bytes` of their returns (approximately).
+    pub fn new(
+        fleet: Fleet,
+        keep: usize,
+        max_bytes: usize,
+        source: Option<InventorySource>,
+    ) -> LocalMaster {
         LocalMaster {
             fleet,
             history: Arc::new(Mutex::new(VecDeque::new())),
             keep: keep.max(1),
+            max_bytes,
             source,
             reloading: Arc::new(tokio::sync::Mutex::new(())),
         }
@@ -126,6 +146,8 @@ impl LocalMaster {
                 .unwrap_or(0),
             returns: Mutex::new(Vec::with_capacity(handle.minions.len())),
             done: Mutex::new(false),
+            bytes: AtomicUsize::new(0),
+            truncated: AtomicBool::new(false),
         });
         if let Ok(mut h) = self.history.lock() {
             h.push_back(record.clone());
@@ -133,12 +155,22 @@ impl LocalMaster {
         }
         let (tx, rx) = mpsc::channel(256);
         let rec = record.clone();
+        let (history, max_bytes) = (self.history.clone(), self.max_bytes);
         tokio::spawn(async move {
             let mut reader_gone = false;
             while let Some(r) = handle.returns.recv().await {
                 let r = Arc::new(r);
-                if let Ok(mut v) = rec.returns.lock() {
-                    v.push(r.clone());
+                let size = r.approx_bytes();
+                let kept = history
+                    .lock()
+                    .map(|mut h| make_room(&mut h, &rec, size, max_bytes))
+                    .unwrap_or(true);
+                if kept {
+                    if let Ok(mut v) = rec.returns.lock() {
+                        v.push(r.clone());
+                    }
+                } else {
+                    rec.truncated.store(true, Ordering::Relaxed);
                 }
                 if !reader_gone && tx.send(r).await.is_err() {
                     reader_gone = true;
@@ -170,6 +202,36 @@ fn evict(h: &mut VecDeque<Arc<JobRecord>>, keep: usize, max_returns: usize) {
     }
 }
 
+/// Makes room in the history for `size` more bytes of `rec`'s returns by dropping
+/// the jobs older than it, oldest first; `false` when `rec` alone would pass
+/// `max_bytes` (the return is then not kept). A job no longer in the history is
+/// held only by whoever asked for it, and keeps everything.
+fn make_room(
+    h: &mut VecDeque<Arc<JobRecord>>,
+    rec: &Arc<JobRecord>,
+    size: usize,
+    max_bytes: usize,
+) -> bool {
+    if !h.iter().any(|r| Arc::ptr_eq(r, rec)) {
+        return true;
+    }
+    let mut held: usize = h.iter().map(|r| r.bytes.load(Ordering::Relaxed)).sum();
+    while held + size > max_bytes {
+        match h.front() {
+            Some(old) if !Arc::ptr_eq(old, rec) => {
+                held -= old.bytes.load(Ordering::Relaxed);
+                h.pop_front();
+            }
+            _ => break,
+        }
+    }
+    if held + size > max_bytes {
+        return false;
+    }
+    rec.bytes.fetch_add(size, Ordering::Relaxed);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +244,8 @@ mod tests {
             started_unix: 0,
             returns: Mutex::new(Vec::new()),
             done: Mutex::new(false),
+            bytes: AtomicUsize::new(0),
+            truncated: AtomicBool::new(false),
         })
     }
 
@@ -202,5 +266,27 @@ mod tests {
         h.push_back(record("e", 100));
         evict(&mut h, 10, 30);
         assert_eq!(jids(&h), ["e"]);
+    }
+
+    #[test]
+    fn history_is_bounded_by_the_bytes_of_its_returns() {
+        let mut h: VecDeque<_> = ["a", "b", "c"].iter().map(|j| record(j, 10)).collect();
+        for r in &h {
+            assert!(make_room(&mut h.clone(), r, 300, 1000));
+            r.bytes.store(300, Ordering::Relaxed);
+        }
+        let c = h[2].clone();
+        // 900 held; 250 more for c: a goes, b and c stay.
+        assert!(make_room(&mut h, &c, 250, 1000));
+        assert_eq!(jids(&h), ["b", "c"]);
+        assert_eq!(c.bytes.load(Ordering::Relaxed), 550);
+        // c alone cannot pass the bound: b goes, then the return is refused.
+        assert!(!make_room(&mut h, &c, 500, 1000));
+        assert_eq!(jids(&h), ["c"]);
+        assert_eq!(c.bytes.load(Ordering::Relaxed), 550);
+        // A job the history no longer holds keeps what it gets.
+        let gone = record("gone", 1);
+        assert!(make_room(&mut h, &gone, 5000, 1000));
+        assert_eq!(jids(&h), ["c"]);
     }
 }

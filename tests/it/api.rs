@@ -287,6 +287,69 @@ async fn http_api_and_cli() {
     daemon.stop().await;
 }
 
+/// The job history's byte bound: a job bigger than it streams every return but keeps
+/// only what fits (and says so), and the next job's returns push it out.
+#[actix_rt::test]
+async fn the_job_history_is_bounded_by_the_bytes_of_its_returns() {
+    logs();
+    let sim = sim(12);
+    let mut cfg = Config {
+        fleet: fast_fleet(),
+        ..Config::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    // Room for a few test.ping returns (a few hundred bytes each), not nine.
+    cfg.fleet.job_history_bytes = 1500;
+    let daemon = Daemon::start(&cfg, sim.inventory(), None)
+        .await
+        .expect("daemon");
+    within(30, "settle", daemon.fleet.settled()).await;
+    let base = format!("http://{}", daemon.http_addr);
+    let client = reqwest::Client::new();
+    let run = |tgt: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let body = client
+                .post(format!("{base}/v1/jobs"))
+                .json(&json!({"tgt": tgt, "fun": "test.ping"}))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let lines: Vec<Value> = body
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let jid = lines[0]["jid"].as_str().unwrap().to_owned();
+            (jid, lines.len() - 2)
+        }
+    };
+    let get = |jid: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            client
+                .get(format!("{base}/v1/jobs/{jid}"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let (first, streamed) = run("rest-000*").await;
+    assert_eq!(streamed, 9, "every return streams");
+    let rec: Value = get(first.clone()).await.json().await.unwrap();
+    let kept = rec["returns"].as_array().unwrap().len();
+    assert!((1..9).contains(&kept), "kept {kept} of 9: {rec}");
+    assert_eq!(rec["truncated"], json!(true));
+    let (second, _) = run("rest-0001").await;
+    assert_eq!(get(first).await.status(), 404, "the older job made room");
+    let rec: Value = get(second).await.json().await.unwrap();
+    assert_eq!(rec["returns"].as_array().unwrap().len(), 1);
+    assert_eq!(rec["truncated"], json!(false));
+    daemon.stop().await;
+}
+
 #[test]
 fn check_config_reports_bad_files_with_exit_64() {
     let dir = tempfile::tempdir().unwrap();
